@@ -1,0 +1,153 @@
+"""The one serialization boundary: Avro records to framed bytes and back.
+
+Two standard framings, and readers accept both:
+
+* **single-object** (default, no server): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
+  fingerprint of the schema's Parsing Canonical Form + Avro binary body. Any Avro library can
+  produce it from the ``.avsc`` files.
+* **confluent** (when a Schema Registry URL is configured): ``00`` + 4-byte big-endian schema id
+  + Avro binary body.
+
+Every decoding failure raises :class:`~streams.errors.SchemaDecodeError` with the topic, a
+machine-readable reason and the raw bytes.
+
+Example:
+    >>> codec = Codec()
+    >>> data = codec.encode("trades", {"event_id": "e1", "ts": 1, "symbol": "X",
+    ...                                 "price": 10.0, "size": 2.0, "side": "BUY"})
+    >>> data[:2]
+    b'\\xc3\\x01'
+    >>> codec.decode("trades", data)["price"]
+    10.0
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Mapping
+from typing import Any, Final
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from streams.errors import SchemaDecodeError, SchemaEncodeError
+from streams.schema_registry import ConfluentRegistryClient
+from streams.schemas import LoadedSchema, SchemaRegistry
+
+__all__ = ["CONFLUENT_MAGIC", "SINGLE_OBJECT_MAGIC", "Codec"]
+
+SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+CONFLUENT_MAGIC: Final = b"\x00"
+_SO_HEADER: Final = 10
+_CF_HEADER: Final = 5
+_ID = struct.Struct(">I")
+
+
+class Codec:
+    """Encodes and decodes records of tradeloop's topics. Thread-safe; build one per process."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistry | None = None,
+        confluent: ConfluentRegistryClient | None = None,
+        subject_prefix: str = "tradeloop.",
+    ) -> None:
+        self._registry = registry or SchemaRegistry.default()
+        self._confluent = confluent
+        self._subject_prefix = subject_prefix
+        self._by_id: dict[int, LoadedSchema] = {}
+        self._headers: dict[str, bytes] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Codec:
+        """A codec with Confluent framing when ``settings.schema_registry_url`` is set."""
+        url = settings.schema_registry_url
+        client = ConfluentRegistryClient(url) if url else None
+        return cls(confluent=client, subject_prefix=settings.topic_prefix)
+
+    @property
+    def registry(self) -> SchemaRegistry:
+        return self._registry
+
+    def _header(self, topic: str, schema: LoadedSchema) -> bytes:
+        header = self._headers.get(topic)
+        if header is None:
+            if self._confluent is None:
+                header = SINGLE_OBJECT_MAGIC + schema.fingerprint
+            else:
+                subject = f"{self._subject_prefix}{topic}-value"
+                schema_id = self._confluent.register(subject, schema.json)
+                self._by_id[schema_id] = schema
+                header = CONFLUENT_MAGIC + _ID.pack(schema_id)
+            self._headers[topic] = header
+        return header
+
+    def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
+        """Framed Avro bytes of ``record`` under the value schema of logical ``topic``.
+
+        Raises:
+            SchemaEncodeError: the record does not fit the schema.
+        """
+        schema = self._registry.for_topic(topic)
+        out = io.BytesIO()
+        out.write(self._header(topic, schema))
+        try:
+            schemaless_writer(out, schema.parsed, record)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error) as exc:
+            raise SchemaEncodeError(topic, f"{type(exc).__name__}: {exc}") from exc
+        return out.getvalue()
+
+    def _writer_schema(self, topic: str, data: bytes) -> tuple[LoadedSchema, int]:
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < _SO_HEADER:
+                raise SchemaDecodeError(topic, "truncated", f"{len(data)} bytes, header needs 10", data)
+            found = self._registry.by_fingerprint(data[2:_SO_HEADER])
+            if found is None:
+                raise SchemaDecodeError(topic, "unknown_schema", f"fingerprint {data[2:10].hex()}", data)
+            return found, _SO_HEADER
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < _CF_HEADER:
+                raise SchemaDecodeError(topic, "truncated", f"{len(data)} bytes, header needs 5", data)
+            (schema_id,) = _ID.unpack_from(data, 1)
+            return self._schema_by_id(topic, schema_id, data), _CF_HEADER
+        if not data:
+            raise SchemaDecodeError(topic, "empty", "no bytes", data)
+        raise SchemaDecodeError(topic, "bad_magic", f"first byte 0x{data[0]:02x} is no known framing", data)
+
+    def _schema_by_id(self, topic: str, schema_id: int, data: bytes) -> LoadedSchema:
+        found = self._by_id.get(schema_id)
+        if found is not None:
+            return found
+        if self._confluent is None:
+            raise SchemaDecodeError(topic, "unknown_schema", f"schema id {schema_id}, no registry set", data)
+        try:
+            found = LoadedSchema.from_json(self._confluent.schema(schema_id))
+        except Exception as exc:  # registry down or schema invalid: the record cannot be read now
+            raise SchemaDecodeError(topic, "unknown_schema", f"schema id {schema_id}: {exc}", data) from exc
+        self._by_id[schema_id] = found
+        return found
+
+    def decode(self, topic: str, data: bytes) -> dict[str, Any]:
+        """The record in ``data``, read with the current schema of logical ``topic``.
+
+        Raises:
+            SchemaDecodeError: empty, truncated, unframed, unknown-schema or malformed bytes.
+        """
+        reader = self._registry.for_topic(topic)
+        writer, start = self._writer_schema(topic, data)
+        body = io.BytesIO(data)
+        body.seek(start)
+        try:
+            if writer is reader or writer.fingerprint == reader.fingerprint:
+                record = schemaless_reader(body, reader.parsed, None)
+            else:
+                record = schemaless_reader(body, writer.parsed, reader.parsed)
+        # fastavro raises many types on malformed input; all of them mean "these bytes are bad".
+        except Exception as exc:
+            reason = "truncated" if isinstance(exc, EOFError | StopIteration) else "bad_payload"
+            raise SchemaDecodeError(topic, reason, f"{type(exc).__name__}: {exc}", data) from exc
+        if body.tell() != len(data):
+            raise SchemaDecodeError(topic, "trailing_bytes", f"{len(data) - body.tell()} bytes left", data)
+        if not isinstance(record, dict):
+            raise SchemaDecodeError(topic, "bad_payload", "not a record", data)
+        return record

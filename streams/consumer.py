@@ -1,0 +1,113 @@
+"""A codec-aware consumer: subscribe as a group, or assign every partition without a group.
+
+Assignment without a group is how tradeloop reads broadcast topics (every inference worker reads
+every model update; every engine reads its own decisions): no rebalance, no join delay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+
+from streams.codec import Codec
+from streams.errors import BrokerError
+from streams.kafka import consumer_config
+from streams.settings import Settings
+
+__all__ = ["EventConsumer"]
+
+log = logging.getLogger(__name__)
+
+
+class EventConsumer:
+    """Consumes logical topics; :meth:`decode` turns a message into a record with the codec."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        client_id: str = "tradeloop",
+        codec: Codec | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec or Codec.from_settings(settings)
+        self._consumer = Consumer(consumer_config(settings, group_id, client_id, **(config or {})))
+        self._logical: dict[str, str] = {}
+
+    def _full(self, topic: str) -> str:
+        full = self.settings.topic(topic)
+        self._logical[full] = topic
+        return full
+
+    def logical(self, full_topic: str) -> str:
+        """The logical name (``trades``) of a full topic name (``tradeloop.trades``)."""
+        return self._logical.get(full_topic, full_topic.removeprefix(self.settings.topic_prefix))
+
+    def subscribe(self, topics: Iterable[str], **callbacks: Any) -> None:
+        """Join the consumer group on the logical ``topics``."""
+        self._consumer.subscribe([self._full(t) for t in topics], **callbacks)
+
+    def assign_all(self, topics: Iterable[str], from_beginning: bool = True, timeout: float = 10.0) -> int:
+        """Read every partition of ``topics`` without a group. Returns the partition count.
+
+        Raises:
+            BrokerError: a topic does not exist or metadata is unavailable.
+        """
+        offset = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        assignment: list[TopicPartition] = []
+        for topic in topics:
+            full = self._full(topic)
+            meta = self._consumer.list_topics(full, timeout=timeout).topics.get(full)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise BrokerError(f"topic {full} not found; run `tradeloop topics create`")
+            assignment.extend(TopicPartition(full, p, offset) for p in meta.partitions)
+        self._consumer.assign(assignment)
+        return len(assignment)
+
+    def poll_batch(self, max_messages: int = 500, timeout: float = 0.5) -> list[Message]:
+        """Up to ``max_messages`` messages; transport errors are logged, not returned."""
+        messages = self._consumer.consume(max_messages, timeout)
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+        return good
+
+    def decode(self, message: Message) -> dict[str, Any]:
+        """The record in ``message``. Raises SchemaDecodeError on bad bytes."""
+        return self.codec.decode(self.logical(message.topic() or ""), message.value() or b"")
+
+    def commit(self, message: Message | None = None) -> None:
+        """Synchronously commit the current position (or the offset after ``message``)."""
+        if message is None:
+            self._consumer.commit(asynchronous=False)
+        else:
+            self._consumer.commit(message=message, asynchronous=False)
+
+    def commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        """Synchronously commit explicit offsets (the next offset to read, per partition)."""
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    @property
+    def raw(self) -> Consumer:
+        """The underlying confluent-kafka consumer, for lag queries and seeks."""
+        return self._consumer
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
