@@ -56,7 +56,7 @@ class Codec:
         self._confluent = confluent
         self._subject_prefix = subject_prefix
         self._by_id: dict[int, LoadedSchema] = {}
-        self._headers: dict[str, bytes] = {}
+        self._topics: dict[str, tuple[LoadedSchema, bytes]] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> Codec:
@@ -69,9 +69,11 @@ class Codec:
     def registry(self) -> SchemaRegistry:
         return self._registry
 
-    def _header(self, topic: str, schema: LoadedSchema) -> bytes:
-        header = self._headers.get(topic)
-        if header is None:
+    def _topic(self, topic: str) -> tuple[LoadedSchema, bytes]:
+        """The topic's schema and write header, cached: the hot path does one dict lookup."""
+        cached = self._topics.get(topic)
+        if cached is None:
+            schema = self._registry.for_topic(topic)
             if self._confluent is None:
                 header = SINGLE_OBJECT_MAGIC + schema.fingerprint
             else:
@@ -79,8 +81,8 @@ class Codec:
                 schema_id = self._confluent.register(subject, schema.json)
                 self._by_id[schema_id] = schema
                 header = CONFLUENT_MAGIC + _ID.pack(schema_id)
-            self._headers[topic] = header
-        return header
+            cached = self._topics[topic] = (schema, header)
+        return cached
 
     def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
         """Framed Avro bytes of ``record`` under the value schema of logical ``topic``.
@@ -88,9 +90,9 @@ class Codec:
         Raises:
             SchemaEncodeError: the record does not fit the schema.
         """
-        schema = self._registry.for_topic(topic)
+        schema, header = self._topics.get(topic) or self._topic(topic)
         out = io.BytesIO()
-        out.write(self._header(topic, schema))
+        out.write(header)
         try:
             schemaless_writer(out, schema.parsed, record)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error) as exc:
@@ -133,8 +135,11 @@ class Codec:
         Raises:
             SchemaDecodeError: empty, truncated, unframed, unknown-schema or malformed bytes.
         """
-        reader = self._registry.for_topic(topic)
-        writer, start = self._writer_schema(topic, data)
+        reader, header = self._topics.get(topic) or self._topic(topic)
+        if data.startswith(header):
+            writer, start = reader, len(header)  # the common case: written with the current schema
+        else:
+            writer, start = self._writer_schema(topic, data)
         body = io.BytesIO(data)
         body.seek(start)
         try:

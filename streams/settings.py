@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streams.config.agents import AgentSettings
 from streams.config.inference import InferenceSettings
@@ -27,6 +31,35 @@ from streams.config.trainer import TrainerSettings
 from streams.errors import ConfigError
 
 __all__ = ["Settings"]
+
+_PREFIX = "TRADELOOP_"
+
+
+class _RejectUnknownEnv(PydanticBaseSettingsSource):
+    """Fails on ``TRADELOOP_*`` variables that name no setting: a typo must not become a default."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        unknown = []
+        for key in os.environ:
+            if not key.upper().startswith(_PREFIX):
+                continue
+            name, _, nested = key[len(_PREFIX) :].lower().partition("__")
+            field = fields.get(name)
+            if field is None:
+                unknown.append(key)
+            elif nested:
+                section = field.annotation
+                if not (isinstance(section, type) and issubclass(section, BaseModel)):
+                    unknown.append(key)
+                elif nested.split("__")[0] not in section.model_fields:
+                    unknown.append(key)
+        if unknown:
+            raise ConfigError(f"unknown tradeloop settings in the environment: {', '.join(sorted(unknown))}")
+        return {}
 
 
 class Settings(BaseSettings):
@@ -66,6 +99,17 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     trainer: TrainerSettings = TrainerSettings()
     inference: InferenceSettings = InferenceSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _RejectUnknownEnv(settings_cls), env_settings, file_secret_settings)
 
     @property
     def embedded_broker(self) -> bool:

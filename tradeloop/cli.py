@@ -58,7 +58,7 @@ def _global(
     }
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
+    except (ValidationError, TradeloopError) as exc:
         console.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
     logging.basicConfig(
