@@ -20,7 +20,9 @@ def machine() -> dict[str, Any]:
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
 
 
-def report(title: str, rows: list[tuple[str, str, str]], result: dict[str, Any], json_path: Path | None) -> None:
+def report(
+    title: str, rows: list[tuple[str, str, str]], result: dict[str, Any], json_path: Path | None
+) -> None:
     """Print ``rows`` (metric, value, target) and write ``result`` (plus date and machine) as JSON."""
     table = Table("metric", "value", "target", title=title)
     for row in rows:

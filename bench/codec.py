@@ -62,7 +62,9 @@ def bare(n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--n", type=int, default=40_000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=7)

@@ -14,9 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
@@ -53,9 +52,10 @@ class _RejectUnknownEnv(PydanticBaseSettingsSource):
                 unknown.append(key)
             elif nested:
                 section = field.annotation
-                if not (isinstance(section, type) and issubclass(section, BaseModel)):
-                    unknown.append(key)
-                elif nested.split("__")[0] not in section.model_fields:
+                if (
+                    not (isinstance(section, type) and issubclass(section, BaseModel))
+                    or nested.split("__")[0] not in section.model_fields
+                ):
                     unknown.append(key)
         if unknown:
             raise ConfigError(f"unknown tradeloop settings in the environment: {', '.join(sorted(unknown))}")

@@ -42,8 +42,12 @@ def _global(
     registry_url: Annotated[
         str | None, typer.Option(help="Confluent Schema Registry URL; unset uses Avro single-object framing.")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Directory for replay store, models, checkpoints.")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port of this process.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Directory for replay store, models, checkpoints.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port of this process.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
 ) -> None:
     """Global options; every one can also be set as a TRADELOOP_* environment variable."""

@@ -14,7 +14,6 @@ from streams.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
-
 from tests.unit.streams.records import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,9 @@ pytestmark = pytest.mark.integration
 def read_all(settings: Settings, topic: str, expected: int, timeout: float = 15.0) -> list:
     """Every message of a topic, read with a plain confluent-kafka consumer (no tradeloop code)."""
     full = settings.topic(topic)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": settings.bootstrap, "group.id": "reader", "enable.auto.commit": False}
+    )
     partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
     consumer.assign([TopicPartition(full, p, 0) for p in partitions])
     messages: list = []

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tradeloop.commands import broker, topics
+from tradeloop.commands import broker, simulate, topics, up
 
-COMMAND_MODULES = (broker, topics)
+COMMAND_MODULES = (up, broker, topics, simulate)

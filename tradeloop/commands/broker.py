@@ -17,7 +17,9 @@ __all__ = ["register"]
 
 def broker(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default TRADELOOP_BROKER_PORT, 19092).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default TRADELOOP_BROKER_PORT, 19092).")
+    ] = None,
 ) -> None:
     """Start the embedded Kafka-compatible broker (Tansu, in-memory) and wait until Ctrl-C or SIGTERM.
 

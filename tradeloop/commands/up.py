@@ -62,7 +62,9 @@ def up(
     duration: Annotated[float | None, typer.Option(help="Stop by itself after this many seconds.")] = None,
     speed: Annotated[str, typer.Option(help="Simulator pace: realtime, xK (e.g. x20) or max.")] = "x20",
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
-    summary_json: Annotated[Path | None, typer.Option(help="Write a JSON summary here when stopping.")] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Write a JSON summary here when stopping.")
+    ] = None,
 ) -> None:
     """Start everything: the broker (unless TRADELOOP_KAFKA_BOOTSTRAP is set), the topics and the
     simulated engine, and show a live panel of events per second per topic. Ctrl-C stops all."""

@@ -14,7 +14,6 @@ from streams.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, Codec
 from streams.errors import SchemaDecodeError, SchemaEncodeError
 from streams.schemas import SchemaRegistry
 from streams.topics import ALL_TOPICS
-
 from tests.unit.streams.records import SAMPLES
 
 TRADE = SAMPLES["trades"]
@@ -88,7 +87,7 @@ def test_confluent_bytes_without_a_registry_are_unknown_schema() -> None:
         (b"\xc3", "bad_magic"),
         (b"\xc3\x01\x00\x01", "truncated"),
         (b"\xc3\x01" + b"\xff" * 8 + b"\x00", "unknown_schema"),
-        (b"{\"json\": true}", "bad_magic"),
+        (b'{"json": true}', "bad_magic"),
         (b"\x00\x00\x00", "truncated"),
     ],
 )

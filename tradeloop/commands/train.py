@@ -1,0 +1,145 @@
+"""``tradeloop trainer`` (the learning loop), ``tradeloop train --once`` and ``tradeloop train log``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.settings import Settings
+
+__all__ = ["register"]
+
+train_app = typer.Typer(help="Train the sizer once, or read the training log.", invoke_without_command=True)
+
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address; unset starts a local Ray."
+    ),
+]
+
+
+def _with_ray(settings: Settings, address: str | None) -> Settings:
+    if not address:
+        return settings
+    return settings.model_copy(
+        update={"trainer": settings.trainer.model_copy(update={"ray_address": address})}
+    )
+
+
+def trainer(
+    ctx: typer.Context,
+    ray_address: RayAddress = None,
+    max_runs: Annotated[int | None, typer.Option(help="Exit after this many finished runs.")] = None,
+) -> None:
+    """Run the learning loop: ingest experiences, retrain on triggers, gate and publish models.
+
+    Ctrl-C or SIGTERM stops it; a run in progress resumes from its checkpoint next time.
+    """
+    from trainers.loop import TrainerLoop
+
+    settings = _with_ray(ctx.obj, ray_address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        TrainerLoop(settings).run(stop, max_runs=max_runs)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@train_app.callback()
+def train(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Ingest what is on the topic, then train one run.")
+    ] = False,
+    full: Annotated[bool, typer.Option(help="Train from scratch instead of warm-starting.")] = False,
+    publish: Annotated[bool, typer.Option(help="Publish the model if it passes the gate.")] = True,
+    no_ingest: Annotated[
+        bool, typer.Option("--no-ingest", help="Train on the replay store as it is.")
+    ] = False,
+    report_json: Annotated[Path | None, typer.Option(help="Also write the run's report here.")] = None,
+    ray_address: RayAddress = None,
+) -> None:
+    """``tradeloop train --once`` trains one run; ``tradeloop train log`` shows the training log."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not once:
+        Console().print(ctx.get_help())
+        raise typer.Exit(0)
+    from trainers.loop import train_once
+
+    settings = _with_ray(ctx.obj, ray_address)
+    outcome = train_once(
+        settings, full=full, publish=publish, ingest=not no_ingest, console=Console(stderr=True)
+    )
+    gate = outcome.report["gate"]
+    table = Table(
+        "candidate", "mode", "gate", f"{gate['metric']} lower bound vs {gate['reference']}", "published"
+    )
+    table.add_row(
+        outcome.version,
+        outcome.mode,
+        "[green]passed[/green]" if outcome.gate_passed else "[red]rejected[/red]",
+        f"{gate['lower_bound']:.4g} (margin {gate['margin']:g})",
+        "yes" if outcome.published else "no",
+    )
+    policies = Table("policy", *next(iter(outcome.report["policies"].values())).keys(), title="hold-out")
+    for name, values in outcome.report["policies"].items():
+        policies.add_row(name, *(f"{v:.4g}" for v in values.values()))
+    console = Console()
+    console.print(table, policies)
+    if report_json is not None:
+        report_json.write_text(json.dumps(outcome.report, indent=2, default=float))
+    if not outcome.gate_passed:
+        raise typer.Exit(3)
+
+
+@train_app.command("log")
+def log(
+    ctx: typer.Context,
+    run: Annotated[str | None, typer.Option(help="Only this run id.")] = None,
+    export: Annotated[str | None, typer.Option(help="Export format: csv.")] = None,
+    out: Annotated[Path, typer.Option(help="Export path.")] = Path("trainlog.csv"),
+    last: Annotated[int, typer.Option(help="Runs to show.")] = 10,
+) -> None:
+    """Show the training log (runs and their iterations), or export it with ``--export csv``."""
+    from trainers.trainlog import TrainLog
+
+    settings: Settings = ctx.obj
+    trainlog = TrainLog.open(settings.data_dir)
+    console = Console()
+    if export is not None:
+        if export != "csv":
+            raise typer.BadParameter("only csv is supported", param_hint="--export")
+        rows = trainlog.export_csv(out, run)
+        console.print(f"{rows} iterations written to {out}")
+        return
+    runs = Table("run", "status", "mode", "reason", "rows", "version", "gate", "published", title="runs")
+    for r in trainlog.runs(last):
+        gate = "-" if r["gate_passed"] is None else ("passed" if r["gate_passed"] else "rejected")
+        runs.add_row(r["run_id"], r["status"], r["mode"], (r["reason"] or "")[:50], str(r["rows"]),
+                     r["version"] or "-", gate, "yes" if r["published"] else "no")  # fmt: skip
+    console.print(runs)
+    chosen = run or next((r["run_id"] for r in trainlog.runs(1)), None)
+    if chosen is None:
+        return
+    numbers = ("return_mean", "policy_loss", "vf_loss", "entropy", "kl", "grad_norm", "explained_var",
+               "dead_units", "mean_multiplier")  # fmt: skip
+    iters = Table("it", *numbers, "checks", title=f"iterations of {chosen}")
+    for i in trainlog.iterations(chosen):
+        values = ["-" if i[k] is None else f"{i[k]:.4g}" for k in numbers]
+        iters.add_row(str(i["iteration"]), *values, ", ".join(json.loads(i["checks"])) or "ok")
+    console.print(iters)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(trainer)
+    app.add_typer(train_app, name="train")
