@@ -5,11 +5,14 @@ Every Kafka client in tradeloop is configured here, so security settings reach a
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from streams.settings import Settings
 
 __all__ = ["admin_config", "base_config", "consumer_config", "producer_config"]
+
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def base_config(settings: Settings, client_id: str = "tradeloop") -> dict[str, Any]:
@@ -22,6 +25,9 @@ def base_config(settings: Settings, client_id: str = "tradeloop") -> dict[str, A
         # Tansu (and small clusters) answer metadata slowly right after start; fail fast but retry.
         "socket.connection.setup.timeout.ms": 10_000,
         "reconnect.backoff.max.ms": 2_000,
+        # librdkafka logs through Python logging ("librdkafka"), so the CLI decides what shows;
+        # outages still reach the code through error callbacks and delivery reports.
+        "logger": _LIBRDKAFKA_LOG,
     }
     if sec.sasl_mechanism:
         config["sasl.mechanism"] = sec.sasl_mechanism

@@ -112,9 +112,9 @@ class EventProducer:
         Raises:
             SchemaEncodeError: the record does not fit the schema (nothing is produced).
         """
-        ts = record.get("ts")
-        timestamp_ms = int(ts) // 1000 if isinstance(ts, int) else None
-        self.send_raw(topic, key, self.codec.encode(topic, record), on_delivery, timestamp_ms)
+        # The Kafka timestamp stays the produce time: event time lives in the record's ``ts``, and a
+        # backfill's old event times would otherwise fall straight out of time-based retention.
+        self.send_raw(topic, key, self.codec.encode(topic, record), on_delivery)
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._producer.poll(timeout))

@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streams.config.agents import AgentSettings
+from streams.config.health import HealthSettings
 from streams.config.inference import InferenceSettings
 from streams.config.kafka import KafkaSecurity
 from streams.config.simulator import SimulatorSettings
@@ -99,6 +100,7 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     trainer: TrainerSettings = TrainerSettings()
     inference: InferenceSettings = InferenceSettings()
+    health: HealthSettings = HealthSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -73,6 +73,8 @@ def _global(
     # librdkafka and Faust's dependencies are chatty at INFO; their warnings still show.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Connection retries are expected (broker starting, restarting); errors reach us through callbacks.
+    logging.getLogger("librdkafka").setLevel(logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.CRITICAL)
     ctx.obj = settings
 
 

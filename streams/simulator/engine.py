@@ -43,7 +43,8 @@ from streams.topics import OUTCOMES, SIGNALS, TRADES
 
 __all__ = ["SimEvent", "Simulator", "SimulatorError", "Sizer"]
 
-Sizer = Callable[[dict[str, Any]], float]
+# A sizer returns the multiplier, or (multiplier, model version) when a model chose it.
+Sizer = Callable[[dict[str, Any]], float | tuple[float, str | None]]
 
 _EXIT_SIGMAS = 1.5  # a return beyond this many noise sds closes early as take-profit / stop-loss
 
@@ -235,7 +236,7 @@ class Simulator:
             "action": 1.0,
             "model_version": None,
         }
-        action = self._size(record)
+        action, record["model_version"] = self._size(record)
         record["action"] = action
         self._queue.append(SimEvent(SIGNALS, signal_id, record))
 
@@ -270,13 +271,14 @@ class Simulator:
         }
         heapq.heappush(self._open, (close_us, self._signals, SimEvent(OUTCOMES, signal_id, outcome)))
 
-    def _size(self, record: dict[str, Any]) -> float:
+    def _size(self, record: dict[str, Any]) -> tuple[float, str | None]:
         if self._sizer is None:
-            return 1.0
+            return 1.0, None
         view = {**record, "features": dict(record["features"])}  # the callback cannot alter the signal
-        multiplier = self._sizer(view)
+        answer = self._sizer(view)
+        multiplier, version = answer if isinstance(answer, tuple) else (answer, None)
         if not isinstance(multiplier, int | float) or not math.isfinite(multiplier) or multiplier < 0:
             raise SimulatorError(
                 f"sizer returned {multiplier!r} for {record['signal_id']}; need a finite value >= 0"
             )
-        return float(multiplier)
+        return float(multiplier), version

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tradeloop.commands import broker, simulate, topics, up
+from tradeloop.commands import broker, health, simulate, status, topics, up
 
-COMMAND_MODULES = (up, broker, topics, simulate)
+COMMAND_MODULES = (up, status, broker, topics, simulate, health)

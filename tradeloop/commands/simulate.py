@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from streams.settings import Settings
+from streams.simulator.bus_sizer import BusSizer
 from streams.simulator.runner import SIM_TOPICS, run_simulation
 
 __all__ = ["register"]
@@ -38,6 +39,14 @@ def simulate(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar, or a log line every 5 s.")
     ] = True,
+    size_via_bus: Annotated[
+        bool,
+        typer.Option(
+            "--size-via-bus",
+            help="Ask the inference workers for each signal's size (sizing-requests/decisions), "
+            "as a live engine does; 1.0 when no decision arrives within 0.5 s.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a trading engine: regime-switching prices on several symbols, strategies in 4
     families (8 by default) emitting signals with features and scores, and outcomes after a holding time.
@@ -59,6 +68,7 @@ def simulate(
     for sig in previous:
         signal.signal(sig, on_signal)
     started = time.monotonic()
+    sizer = BusSizer(settings) if size_via_bus else None
     try:
         counts = run_simulation(
             settings,
@@ -69,8 +79,11 @@ def simulate(
             duration=duration,
             progress=progress,
             stop=stop,
+            sizer=sizer,
         )
     finally:
+        if sizer is not None:
+            sizer.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     elapsed = max(time.monotonic() - started, 1e-9)

@@ -102,6 +102,8 @@ def _facts(status: Status) -> Table:
     table.add_row(
         "dead letters", f"{dead.total:,} total" + (f"; newest {dead.window:,}: {reasons}" if reasons else "")
     )
+    if status.unreadable:
+        table.add_row("unreadable", ", ".join(f"{t} {n:,}" for t, n in status.unreadable.items()))
     if status.disk_free_ratio is not None:
         table.add_row("disk", f"{status.disk_free_ratio:.0%} free")
     return table

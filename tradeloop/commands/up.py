@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,9 +17,11 @@ from rich.table import Table
 
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker
-from streams.offsets import OffsetReader
+from streams.health import run_health_monitor
+from streams.metrics import serve_metrics
 from streams.settings import Settings
-from streams.topics import ALL_TOPICS
+from streams.status_collect import BusReader
+from tradeloop.commands.health import default_actions
 from tradeloop.supervisor import Supervisor
 
 __all__ = ["register"]
@@ -27,16 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class _Rates:
-    """Events per second per topic from successive high-watermark totals."""
+    """Events per second per topic from successive end-offset totals."""
 
-    def __init__(self, reader: OffsetReader) -> None:
+    def __init__(self, reader: BusReader) -> None:
         self.reader = reader
         self.last: dict[str, int] = {}
         self.last_time = time.monotonic()
         self.rates: dict[str, float] = {}
 
     def update(self) -> dict[str, int]:
-        totals = self.reader.totals(spec.name for spec in ALL_TOPICS)
+        totals = dict(self.reader.sample().totals)
         now = time.monotonic()
         elapsed = max(now - self.last_time, 1e-6)
         if self.last:
@@ -79,10 +82,20 @@ def up(
     supervisor = Supervisor(settings, settings.data_dir / "logs")
     summary: dict[str, Any] = {"bootstrap": settings.bootstrap}
     started = time.monotonic()
+    monitor_stop = threading.Event()
+    monitor = threading.Thread(
+        target=run_health_monitor,
+        args=(settings, default_actions(settings, supervisor), monitor_stop),
+        name="health-monitor",
+        daemon=True,
+    )
     try:
         create_topics(settings)
+        serve_metrics(settings, "up", "up")
         supervisor.start("simulator", ["simulate", "--speed", speed, "--seed", str(seed)])
-        with OffsetReader(settings) as reader, Live(console=console, refresh_per_second=2) as live:
+        monitor.start()
+        reader = BusReader(settings)
+        with Live(console=console, refresh_per_second=2) as live:
             rates = _Rates(reader)
             while not stop["requested"]:
                 if duration is not None and time.monotonic() - started >= duration:
@@ -99,6 +112,9 @@ def up(
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
+        monitor_stop.set()
+        if monitor.is_alive():
+            monitor.join(10)
         summary["exit_codes"] = supervisor.stop()
         summary["seconds"] = round(time.monotonic() - started, 1)
         if broker is not None:
