@@ -20,9 +20,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -33,7 +33,7 @@ from streams.metrics import serve_metrics
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.simulator.config import SimConfig
-from streams.simulator.engine import Simulator, Sizer
+from streams.simulator.engine import SimEvent, Simulator, Sizer
 from streams.simulator.metrics import EVENT_TIME, EVENTS, OPEN_POSITIONS
 from streams.topics import OUTCOMES, SIGNALS, TRADES
 
@@ -150,6 +150,16 @@ class _Pacer:
         return True
 
 
+def _after_warmup(
+    sim: Simulator, warmup: int, events: int | None, live: threading.Event
+) -> Iterator[SimEvent]:
+    """The warm-up backfill, then the live stream (``live`` is set between the two)."""
+    yield from sim.backfill(warmup)
+    log.info("warm-up of %d signal/outcome pairs written; continuing live", warmup)
+    live.set()
+    yield from sim.events(events)
+
+
 def run_simulation(
     settings: Settings,
     events: int | None = None,
@@ -163,6 +173,7 @@ def run_simulation(
     stop: threading.Event | None = None,
     metrics: bool = True,
     console: Console | None = None,
+    warmup: int | None = None,
 ) -> dict[str, int]:
     """Simulate and produce events; returns how many records went to each logical topic.
 
@@ -180,6 +191,9 @@ def run_simulation(
             so far are flushed either way, and so they are on Ctrl-C.
         metrics: serve Prometheus metrics on the simulator's port.
         console: where the progress bar draws (default: stderr).
+        warmup: first write this many signal/outcome pairs as fast as possible (the bootstrap data
+            set, sized at 1.0), then continue the same simulation, in the same event time, paced
+            at ``speed`` and sized by ``sizer``.
 
     Raises:
         ConfigError: bad speed, or both ``events`` and ``backfill``.
@@ -195,8 +209,21 @@ def run_simulation(
     check_topics(settings)
     if metrics:
         serve_metrics(settings, "simulator", f"simulator-{seed}-{os.getpid()}")
-    sim = Simulator(SimConfig.from_settings(settings.simulator, seed=seed), sizer=sizer)
-    stream = sim.backfill(backfill) if backfill is not None else sim.events(events)
+    live = threading.Event()
+    if warmup is None:
+        live.set()
+
+    def gated(signal: dict[str, Any]) -> float | tuple[float, str | None]:
+        # The warm-up is history: it is sized at 1.0, as if no model existed yet.
+        return sizer(signal) if sizer is not None and live.is_set() else 1.0
+
+    sim = Simulator(SimConfig.from_settings(settings.simulator, seed=seed), sizer=gated)
+    if backfill is not None:
+        stream: Iterator[SimEvent] = sim.backfill(backfill)
+    elif warmup is not None:
+        stream = _after_warmup(sim, warmup, events, live)
+    else:
+        stream = sim.events(events)
     label, total = ("backfill pairs", backfill) if backfill is not None else ("events", events)
     counts = dict.fromkeys(SIM_TOPICS, 0)
     counters = {t: EVENTS.labels(topic=t) for t in SIM_TOPICS}
@@ -215,7 +242,7 @@ def run_simulation(
         next_refresh = time.monotonic() + _REFRESH_SECONDS
         try:
             for event in stream:
-                if not pacer.wait(event.record["ts"]):
+                if live.is_set() and not pacer.wait(event.record["ts"]):
                     break
                 producer.send_raw(event.topic, event.key, codec.encode(event.topic, event.record))
                 counts[event.topic] += 1

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tradeloop.commands import broker, health, simulate, status, topics, up
+from tradeloop.commands import broker, data, health, models, simulate, status, topics, train, up
 
-COMMAND_MODULES = (up, status, broker, topics, simulate, health)
+COMMAND_MODULES = (up, status, broker, topics, simulate, train, models, data, health)

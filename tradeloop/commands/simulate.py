@@ -39,6 +39,14 @@ def simulate(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar, or a log line every 5 s.")
     ] = True,
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="First write N signal/outcome pairs as fast as possible (bootstrap data), then "
+            "continue the same simulation paced at --speed.",
+        ),
+    ] = None,
     size_via_bus: Annotated[
         bool,
         typer.Option(
@@ -80,6 +88,7 @@ def simulate(
             progress=progress,
             stop=stop,
             sizer=sizer,
+            warmup=warmup,
         )
     finally:
         if sizer is not None:

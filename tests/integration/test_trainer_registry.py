@@ -1,0 +1,75 @@
+"""Promotion and rollback publish signed ModelUpdates to the compacted model-updates topic."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.codec import Codec
+from streams.errors import SignatureError
+from streams.manifest import verify_update
+from streams.settings import Settings
+from streams.topics import MODEL_UPDATES
+from tests.unit.trainers.test_registry import add_version
+from trainers.errors import RegistryError
+from trainers.registry import ModelRegistry, promote, rollback
+
+pytestmark = pytest.mark.integration
+
+
+def read_updates(
+    settings: Settings, expected: int, timeout: float = 15.0
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """Every model update on the topic (key, record), read with a plain consumer, in offset order."""
+    full = settings.topic(MODEL_UPDATES)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "updates-reader"})
+    partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
+    consumer.assign([TopicPartition(full, p, 0) for p in partitions])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        found += [m for m in consumer.consume(50, 0.5) if m.error() is None]
+    consumer.close()
+    found.sort(key=lambda m: (m.partition(), m.offset()))
+    return [(m.key(), Codec().decode(MODEL_UPDATES, m.value())) for m in found]
+
+
+def test_rollback_republishes_the_older_version(topics: Settings) -> None:
+    key = topics.signing_key()
+    registry = ModelRegistry(topics.data_dir)
+    with pytest.raises(RegistryError):
+        rollback(topics, registry)
+    v1 = add_version(registry, key=key)
+    v2 = add_version(registry, key=key)
+    promote(topics, registry, v1)
+    promote(topics, registry, v2)
+    rolled = rollback(topics, registry)
+    assert rolled.version == v1 and registry.serving_version == v1
+
+    updates = read_updates(topics, 3)
+    assert [(k, r["version"], r["reason"]) for k, r in updates] == [
+        (b"sizer", v1, "promote"),
+        (b"sizer", v2, "promote"),
+        (b"sizer", v1, "rollback"),
+    ]
+    for _key, record in updates:
+        assert record["role"] == "SERVE" and record["model_name"] == "sizer"
+        manifest = verify_update(record["manifest_json"], record["onnx"], record["signature"], key)
+        assert manifest.version == record["version"]
+    # The rollback carries exactly the bytes first published for v1.
+    assert updates[2][1]["onnx"] == updates[0][1]["onnx"]
+    assert updates[2][1]["manifest_json"] == updates[0][1]["manifest_json"]
+
+
+def test_a_tampered_version_is_never_published(topics: Settings) -> None:
+    registry = ModelRegistry(topics.data_dir)
+    version = add_version(registry, key=topics.signing_key())
+    onnx = registry.root / "versions" / version / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\x00")
+    with pytest.raises(SignatureError):
+        promote(topics, registry, version)
+    assert registry.serving_version is None
+    assert read_updates(topics, 1, timeout=3.0) == []

@@ -1,0 +1,176 @@
+"""Hold-out evaluation: policy metrics, paired block-bootstrap confidence intervals, the gate.
+
+Every policy is scored on the same chronological hold-out rows by the P&L its multipliers would
+have made, ``multiplier x return_unit`` (exact: P&L is linear in size, no market impact), so this
+off-policy evaluation needs no importance weights. Metrics are per signal, in hold-out order:
+
+* ``mean_return``: mean P&L per signal (unit-size returns);
+* ``sharpe``: mean / std of the per-signal P&L (not annualised);
+* ``cvar``: mean P&L of the worst ``alpha`` share (5%) of signals (higher is better);
+* ``max_drawdown``: largest peak-to-trough fall of the cumulative P&L (lower is better);
+* ``win_rate``: share of signals with positive P&L;
+* ``profit_factor``: sum of gains / sum of losses (capped at 1000).
+
+Improvements are paired: the same bootstrap resample is applied to both policies. Resamples are
+moving blocks (``bootstrap_block`` rows) to respect serial correlation in the hold-out.
+
+Example:
+    >>> r = np.array([0.01, -0.02, 0.03, -0.01, 0.02])
+    >>> round(compute_metrics(r)["win_rate"], 2)
+    0.6
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "GateResult",
+    "block_bootstrap_indices",
+    "compute_metrics",
+    "evaluate_policies",
+    "metric_values",
+    "score_rule",
+]
+
+METRICS: Final = ("mean_return", "sharpe", "cvar", "max_drawdown", "win_rate", "profit_factor")
+HIGHER_IS_BETTER: Final = {m: m != "max_drawdown" for m in METRICS}
+_PF_CAP: Final = 1000.0
+
+
+def score_rule(score: np.ndarray) -> np.ndarray:
+    """The score-rule baseline (DESIGN.md section 5): >0.8 -> 1.5, <0.4 -> 0.5, else 1.0."""
+    return np.where(score > 0.8, 1.5, np.where(score < 0.4, 0.5, 1.0))
+
+
+def metric_values(pnl: np.ndarray, name: str, alpha: float = 0.05) -> np.ndarray:
+    """Metric ``name`` of each row of ``pnl`` ([..., n] per-signal P&L in order)."""
+    if name == "mean_return":
+        return pnl.mean(axis=-1)
+    if name == "sharpe":
+        sd = pnl.std(axis=-1)
+        return np.divide(pnl.mean(axis=-1), sd, out=np.zeros_like(sd), where=sd > 0)
+    if name == "cvar":
+        k = max(1, math.ceil(alpha * pnl.shape[-1]))
+        return np.partition(pnl, k - 1, axis=-1)[..., :k].mean(axis=-1)
+    if name == "max_drawdown":
+        cum = np.cumsum(pnl, axis=-1)
+        peak = np.maximum(np.maximum.accumulate(cum, axis=-1), 0.0)
+        return (peak - cum).max(axis=-1)
+    if name == "win_rate":
+        return (pnl > 0).mean(axis=-1)
+    if name == "profit_factor":
+        gains = np.where(pnl > 0, pnl, 0.0).sum(axis=-1)
+        losses = -np.where(pnl < 0, pnl, 0.0).sum(axis=-1)
+        ratio = np.divide(gains, losses, out=np.full_like(gains, _PF_CAP), where=losses > 0)
+        return np.minimum(ratio, _PF_CAP)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def compute_metrics(pnl: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+    """Every metric of one P&L series."""
+    return {name: float(metric_values(pnl, name, alpha)) for name in METRICS}
+
+
+def block_bootstrap_indices(n: int, samples: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``[samples, n]`` row indices of a moving-block bootstrap (``block=1``: plain i.i.d.)."""
+    block = max(1, min(block, n))
+    starts = rng.integers(0, n - block + 1, size=(samples, math.ceil(n / block)))
+    return (starts[..., None] + np.arange(block)).reshape(samples, -1)[:, :n]
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The promotion decision and everything it was based on (saved as the run's report)."""
+
+    passed: bool
+    reference: str
+    metric: str
+    lower_bound: float
+    margin: float
+    policies: dict[str, dict[str, float]]
+    improvements: dict[str, dict[str, dict[str, float]]]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": {
+                "passed": self.passed,
+                "reference": self.reference,
+                "metric": self.metric,
+                "lower_bound": self.lower_bound,
+                "margin": self.margin,
+            },
+            "policies": self.policies,
+            "improvements": self.improvements,
+            **self.details,
+        }
+
+
+def evaluate_policies(
+    multipliers: Mapping[str, np.ndarray],
+    returns: np.ndarray,
+    *,
+    candidate: str,
+    reference: str,
+    metric: str,
+    margin: float,
+    confidence: float,
+    samples: int,
+    block: int,
+    seed: int,
+    alpha: float = 0.05,
+) -> GateResult:
+    """Score every policy on the hold-out and decide whether ``candidate`` beats ``reference``.
+
+    The gate passes when the one-sided ``confidence`` lower bound of the candidate's improvement
+    over ``reference`` on ``metric`` exceeds ``margin`` (improvement is signed so that positive
+    is better, also for ``max_drawdown``). Intervals reported are the [1 - c, c] quantiles.
+    """
+    pnl = {name: np.asarray(m, dtype=np.float64) * returns for name, m in multipliers.items()}
+    policies = {name: compute_metrics(p, alpha) for name, p in pnl.items()}
+    idx = block_bootstrap_indices(len(returns), samples, block, np.random.default_rng(seed))
+    lo_q, hi_q = 1.0 - confidence, confidence
+    improvements: dict[str, dict[str, dict[str, float]]] = {}
+    resampled_candidate = pnl[candidate][idx]
+    for name, other in pnl.items():
+        if name == candidate:
+            continue
+        resampled_other = other[idx]
+        per_metric = {}
+        for m in METRICS:
+            sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
+            diffs = sign * (
+                metric_values(resampled_candidate, m, alpha) - metric_values(resampled_other, m, alpha)
+            )
+            point = sign * (policies[candidate][m] - policies[name][m])
+            per_metric[m] = {
+                "point": float(point),
+                "ci_low": float(np.quantile(diffs, lo_q)),
+                "ci_high": float(np.quantile(diffs, hi_q)),
+                "p_better": float((diffs > 0).mean()),
+            }
+        improvements[name] = per_metric
+    lower = improvements[reference][metric]["ci_low"]
+    details = {
+        "holdout_rows": len(returns),
+        "bootstrap": {"samples": samples, "block": block, "confidence": confidence, "seed": seed},
+        "cvar_alpha": alpha,
+    }
+    return GateResult(
+        passed=bool(lower > margin),
+        reference=reference,
+        metric=metric,
+        lower_bound=float(lower),
+        margin=margin,
+        policies=policies,
+        improvements=improvements,
+        details=details,
+    )

@@ -1,0 +1,139 @@
+"""The sizer policy network in plain torch, and the inference-only forward pass exported to ONNX.
+
+The policy is a small tanh MLP producing the mean of a diagonal Gaussian over RLlib's normalised
+action range [-1, 1]. RLlib's env runner maps an action ``a`` to env units with
+``low + (a + 1) * (high - low) / 2`` clipped to [low, high] (``normalize_actions=True``);
+:class:`DeterministicSizer` applies the same map to the mean, so the exported model outputs the
+multiplier the env receives for the deterministic action.
+
+The mean head starts at zero weights and the bias of multiplier 1.0, so an untrained policy is
+the fixed-size baseline and training learns deviations from it. Observations are clamped to
+``[-OBS_CLIP, OBS_CLIP]`` inside the network, so outliers behave the same in torch and ONNX.
+
+This module does not import Ray, so the registry, the CLI and the export load quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainers.sizer_env import ACTION_HIGH, ACTION_LOW
+
+__all__ = [
+    "OBS_CLIP",
+    "DeterministicSizer",
+    "SizerPolicyNet",
+    "dead_unit_share",
+    "mlp",
+    "policy_from_state",
+    "renormalise_first_layers",
+    "to_normalised_action",
+]
+
+OBS_CLIP: Final = 10.0
+_FIRST_LAYERS: Final = ("_pi.net.0", "_vf.0")
+
+
+def mlp(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width), nn.Tanh()]
+        n_in = width
+    return nn.Sequential(*layers)
+
+
+def to_normalised_action(multiplier: float, low: float = ACTION_LOW, high: float = ACTION_HIGH) -> float:
+    """The point of RLlib's [-1, 1] action range that maps to ``multiplier``."""
+    return 2.0 * (multiplier - low) / (high - low) - 1.0
+
+
+class SizerPolicyNet(nn.Module):
+    """Normalised observations -> Gaussian mean in RLlib's normalised action range."""
+
+    def __init__(self, n_features: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(n_features, hidden)
+        self.mean = nn.Linear(hidden[-1] if hidden else n_features, 1)
+        nn.init.zeros_(self.mean.weight)
+        nn.init.constant_(self.mean.bias, to_normalised_action(1.0))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean(self.net(torch.clamp(obs, -OBS_CLIP, OBS_CLIP)))
+
+
+class DeterministicSizer(nn.Module):
+    """The exported forward pass: normalised obs [batch, n] -> multiplier [batch, 1] in env units."""
+
+    def __init__(self, policy: SizerPolicyNet, low: float = ACTION_LOW, high: float = ACTION_HIGH) -> None:
+        super().__init__()
+        self.policy = policy
+        self.low = low
+        self.high = high
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = self.policy(obs)
+        action = self.low + (mean + 1.0) * ((self.high - self.low) / 2.0)
+        return torch.clamp(action, self.low, self.high)
+
+
+def policy_from_state(state: Mapping[str, Any], n_features: int, hidden: Sequence[int]) -> SizerPolicyNet:
+    """A :class:`SizerPolicyNet` loaded from a :class:`SizerTorchModule` state dict."""
+    policy = SizerPolicyNet(n_features, hidden)
+    own = {
+        k.removeprefix("_pi."): torch.as_tensor(np.asarray(v))
+        for k, v in state.items()
+        if k.startswith("_pi.")
+    }
+    policy.load_state_dict(own)
+    policy.eval()
+    return policy
+
+
+def renormalise_first_layers(
+    state: Mapping[str, Any],
+    old_mean: np.ndarray,
+    old_std: np.ndarray,
+    new_mean: np.ndarray,
+    new_std: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Module weights that compute on new-normalised inputs what ``state`` computed on old ones.
+
+    With ``x_old = (x - m_old) / s_old`` and ``x_new = (x - m_new) / s_new``,
+    ``x_old = x_new * s_new / s_old + (m_new - m_old) / s_old``, so each first linear layer
+    ``W x_old + b`` becomes ``(W * s_new / s_old) x_new + (b + W (m_new - m_old) / s_old)``: a warm
+    start on a window with new statistics starts from exactly the parent's function (up to the
+    observation clamp).
+    """
+    out = {k: np.array(v, dtype=np.float32) for k, v in state.items()}
+    scale = (new_std / old_std).astype(np.float32)
+    shift = ((new_mean - old_mean) / old_std).astype(np.float32)
+    for prefix in _FIRST_LAYERS:
+        weight, bias = out.get(f"{prefix}.weight"), out.get(f"{prefix}.bias")
+        if weight is None or bias is None:
+            continue
+        out[f"{prefix}.bias"] = bias + weight @ shift
+        out[f"{prefix}.weight"] = weight * scale[None, :]
+    return out
+
+
+def dead_unit_share(policy: SizerPolicyNet, obs: np.ndarray, saturation: float = 0.99) -> float:
+    """Share of hidden tanh units that are saturated (|h| > ``saturation``) or constant on ``obs``.
+
+    Such units pass no gradient: a share near 1 means the network has stopped learning.
+    """
+    x = torch.as_tensor(obs, dtype=torch.float32).clamp(-OBS_CLIP, OBS_CLIP)
+    dead, total = 0, 0
+    with torch.no_grad():
+        for layer in policy.net:
+            x = layer(x)
+            if isinstance(layer, nn.Tanh):
+                saturated = (x.abs() > saturation).float().mean(dim=0) > 0.99
+                constant = x.std(dim=0) < 1e-6
+                dead += int((saturated | constant).sum())
+                total += x.shape[1]
+    return dead / total if total else 0.0
