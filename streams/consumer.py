@@ -71,7 +71,10 @@ class EventConsumer:
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 0.5) -> list[Message]:
         """Up to ``max_messages`` messages; transport errors are logged, not returned."""
-        messages = self._consumer.consume(max_messages, timeout)
+        # consume(n, timeout) waits out the whole timeout while fewer than n are queued; wait only
+        # for the first message, then take whatever else is already there.
+        first = self._consumer.poll(timeout)
+        messages = [] if first is None else [first, *self._consumer.consume(max_messages - 1, 0)]
         good = []
         for message in messages:
             error = message.error()

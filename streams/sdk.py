@@ -71,6 +71,8 @@ class EngineClient:
         self.settings = settings
         self.client_id = client_id or f"engine-{new_event_id()[:8]}"
         self._producer = EventProducer(settings, self.client_id)
+        # Sizing requests go out at once: the engine is waiting on the answer.
+        self._requests = EventProducer(settings, f"{self.client_id}-requests", config={"linger.ms": 0})
         self._pending: dict[str, Future[SizingDecision]] = {}
         self._lock = threading.Lock()
         self._decisions: EventConsumer | None = None
@@ -156,7 +158,12 @@ class EngineClient:
         with self._lock:
             if self._decisions is not None:
                 return
-            consumer = EventConsumer(self.settings, f"{self.client_id}-decisions", self.client_id)
+            consumer = EventConsumer(
+                self.settings,
+                f"{self.client_id}-decisions",
+                self.client_id,
+                config={"fetch.wait.max.ms": 5},  # Tansu answers a fetch only when this expires
+            )
             consumer.assign_all([SIZING_DECISIONS], from_beginning=False)
             self._decisions = consumer
         thread = threading.Thread(target=self._read_decisions, name="sdk-decisions", daemon=True)
@@ -192,8 +199,8 @@ class EngineClient:
             "event_id": new_event_id(), "ts": now_us(), "signal_id": signal_id, "client_id": self.client_id,
             "strategy": strategy, "symbol": symbol, "side": side, "score": score, "features": dict(features),
         }  # fmt: skip
-        self._producer.send(SIZING_REQUESTS, signal_id, record)
-        self._producer.poll(0)
+        self._requests.send(SIZING_REQUESTS, signal_id, record)
+        self._requests.poll(0)
         return future
 
     def request_size(self, signal_id: str, *, timeout: float = 1.0, **request: Any) -> SizingDecision:
@@ -240,6 +247,7 @@ class EngineClient:
         """Flush every produced record, then stop the background readers."""
         try:
             self._producer.close(timeout)
+            self._requests.close(timeout)
         finally:
             self._stop.set()
             for thread in self._threads:

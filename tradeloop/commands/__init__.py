@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tradeloop.commands import broker, data, health, models, simulate, status, topics, train, up
+from tradeloop.commands import broker, data, health, infer, models, simulate, status, topics, train, up
 
-COMMAND_MODULES = (up, status, broker, topics, simulate, train, models, data, health)
+COMMAND_MODULES = (up, status, broker, topics, simulate, train, infer, models, data, health)

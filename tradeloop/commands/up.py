@@ -17,16 +17,21 @@ from rich.table import Table
 
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker
+from streams.errors import TradeloopError
 from streams.health import run_health_monitor
 from streams.metrics import serve_metrics
 from streams.settings import Settings
-from streams.status_collect import BusReader
+from streams.status_collect import BusReader, BusState
 from tradeloop.commands.health import default_actions
 from tradeloop.supervisor import Supervisor
+from tradeloop.uplift import UpliftTracker
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
+
+# (name, command) of each long-running component, in start order; the simulator comes last.
+COMPONENTS = (("worker", ["worker"]), ("trainer", ["trainer"]), ("inference", ["infer"]))
 
 
 class _Rates:
@@ -48,80 +53,153 @@ class _Rates:
         return totals
 
 
-def _panel(totals: dict[str, int], rates: dict[str, float], supervisor: Supervisor, started: float) -> Group:
+def _short(mapping: dict[str, Any], limit: int = 4) -> str:
+    items = list(mapping.items())[:limit]
+    return ", ".join(f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+
+
+def _panel(
+    totals: dict[str, int],
+    rates: dict[str, float],
+    supervisor: Supervisor,
+    state: BusState | None,
+    uplift: dict[str, Any],
+    started: float,
+) -> Group:
     topics = Table("topic", "records", "events/s", title=f"tradeloop up - {time.monotonic() - started:,.0f}s")
     for name, total in totals.items():
         topics.add_row(name, f"{total:,}", f"{rates.get(name, 0.0):,.0f}")
-    components = Table("component", "state", "pid", "restarts", "log")
+    children = Table("process", "state", "pid", "restarts", "log")
     for child in supervisor.children:
-        state = "[green]running[/green]" if child.alive else "[red]exited[/red]"
+        alive = "[green]running[/green]" if child.alive else "[red]exited[/red]"
         pid = str(child.process.pid) if child.process else "-"
-        components.add_row(child.name, state, pid, str(child.restarts), str(child.log_path))
-    return Group(topics, components)
+        children.add_row(child.name, alive, pid, str(child.restarts), str(child.log_path))
+    beats = Table("component", "status", "age", "gauges", "info", title="heartbeats")
+    for beat in sorted(state.beats.values(), key=lambda b: b.component) if state else []:
+        age = f"{max(0.0, time.time() - beat.ts):.0f}s"
+        beats.add_row(beat.component, beat.status, age, _short(dict(beat.gauges)), _short(dict(beat.info)))
+    models = Table("model", "version", "reason", title="models published")
+    for model in state.models[-5:] if state else []:
+        models.add_row(model[2].model, model[2].version, model[2].reason)
+    live = (
+        f"live uplift of the served sizer over fixed size: {uplift['live_uplift']:+.4f} unit P&L "
+        f"over {uplift['decisions_with_model']:,} model decisions "
+        f"(model {uplift['model_pnl_units']:+.4f} vs fixed {uplift['fixed_size_pnl_units']:+.4f})"
+    )
+    return Group(topics, children, beats, models, live)
 
 
 def up(
     ctx: typer.Context,
     duration: Annotated[float | None, typer.Option(help="Stop by itself after this many seconds.")] = None,
-    speed: Annotated[str, typer.Option(help="Simulator pace: realtime, xK (e.g. x20) or max.")] = "x20",
+    speed: Annotated[
+        str, typer.Option(help="Simulator pace after warm-up: realtime, xK (e.g. x20) or max.")
+    ] = "x20",
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
+    warmup: Annotated[int, typer.Option(help="Signal/outcome pairs written first as bootstrap data.")] = 6000,
     summary_json: Annotated[
         Path | None, typer.Option(help="Write a JSON summary here when stopping.")
     ] = None,
 ) -> None:
-    """Start everything: the broker (unless TRADELOOP_KAFKA_BOOTSTRAP is set), the topics and the
-    simulated engine, and show a live panel of events per second per topic. Ctrl-C stops all."""
+    """Start everything on one machine: the broker (unless TRADELOOP_KAFKA_BOOTSTRAP is set), the
+    topics, the stream worker, the trainer, an inference worker, the health monitor and the
+    simulated engine (a warm-up backfill, then live signals sized by the inference worker), with a
+    live panel. --duration ends it by itself; Ctrl-C stops every process cleanly."""
     settings: Settings = ctx.obj
     console = Console()
+    group = ctx.parent.command if ctx.parent is not None else None
+    registered: set[str] = set(getattr(group, "commands", {}))  # typer vendors its own click
     broker = None
     if settings.embedded_broker:
         broker = EmbeddedBroker(port=settings.broker_port, binary=settings.tansu_bin).start()
         console.print(f"embedded broker at {broker.bootstrap}")
-    stop = {"requested": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     supervisor = Supervisor(settings, settings.data_dir / "logs")
     summary: dict[str, Any] = {"bootstrap": settings.bootstrap}
     started = time.monotonic()
-    monitor_stop = threading.Event()
     monitor = threading.Thread(
         target=run_health_monitor,
-        args=(settings, default_actions(settings, supervisor), monitor_stop),
+        args=(settings, default_actions(settings, supervisor), stop),
         name="health-monitor",
         daemon=True,
     )
+    tracker: UpliftTracker | None = None
+    reader: BusReader | None = None
+    state: BusState | None = None
     try:
         create_topics(settings)
         serve_metrics(settings, "up", "up")
-        supervisor.start("simulator", ["simulate", "--speed", speed, "--seed", str(seed)])
+        for name, args in COMPONENTS:
+            if args[0] in registered:
+                supervisor.start(name, args)
+        simulate = [
+            "simulate",
+            "--speed",
+            speed,
+            "--seed",
+            str(seed),
+            "--warmup",
+            str(warmup),
+            "--no-progress",
+        ]
+        if "infer" in registered:
+            simulate.append("--size-via-bus")
+        supervisor.start("simulator", simulate)
         monitor.start()
         reader = BusReader(settings)
-        with Live(console=console, refresh_per_second=2) as live:
-            rates = _Rates(reader)
-            while not stop["requested"]:
+        tracker = UpliftTracker(settings)
+        rates = _Rates(reader)
+        next_state = 0.0
+        with Live(console=console, refresh_per_second=1) as live:
+            while not stop.is_set():
                 if duration is not None and time.monotonic() - started >= duration:
                     break
                 totals = rates.update()
-                live.update(_panel(totals, rates.rates, supervisor, started))
+                tracker.poll()
+                if time.monotonic() >= next_state:
+                    state = reader.read_state(deadline_seconds=3.0)
+                    next_state = time.monotonic() + 3.0
+                live.update(_panel(totals, rates.rates, supervisor, state, tracker.state.summary(), started))
                 for child in supervisor.exited():
-                    log.warning("%s exited with %s; see %s", child.name, child.process.returncode,  # type: ignore[union-attr]
-                                child.log_path)  # fmt: skip
-                    if child.restarts < 3:
+                    code = child.process.returncode if child.process else None
+                    log.warning("%s exited with %s; see %s", child.name, code, child.log_path)
+                    if child.restarts < 3 and child.name != "simulator":
                         supervisor.restart(child)
-                time.sleep(1.0)
-            summary["records"] = rates.update()
+                stop.wait(1.0)
+        summary["records"] = rates.update()
+        tracker.poll()
+        state = reader.read_state(deadline_seconds=5.0)
     except KeyboardInterrupt:
         console.print("stopping...")
+    except TradeloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
     finally:
-        monitor_stop.set()
+        stop.set()
+        summary["exit_codes"] = supervisor.stop()
         if monitor.is_alive():
             monitor.join(10)
-        summary["exit_codes"] = supervisor.stop()
         summary["seconds"] = round(time.monotonic() - started, 1)
+        if tracker is not None:
+            summary.update(tracker.state.summary())
+            tracker.close()
+        if state is not None:
+            published = [m[2] for m in state.models]
+            summary["models_published"] = len(published)
+            summary["model_versions"] = [f"{m.model}:{m.version}" for m in published]
+            summary["serving"] = {
+                beat.component_id: dict(beat.info)
+                for beat in state.beats.values()
+                if beat.component == "inference"
+            }
+        if reader is not None:
+            reader.close()
         if broker is not None:
             broker.stop()
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-    console.print_json(json.dumps(summary))
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    console.print_json(json.dumps(summary, default=str))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,151 @@
+"""The canary: a newly promoted model answers a share of requests until live evidence judges it.
+
+Routing is a hash of the signal id, so every worker sends the same signals to the candidate and a
+retried request lands on the same model. For each request the candidate answers, the worker also
+scores the incumbent (the model it replaces) and remembers both multipliers. P&L is linear in size,
+so when the outcome arrives the candidate's realised uplift on that signal is exactly
+``(m_candidate - m_incumbent) * return_unit``.
+
+Verdict, with N = ``canary_decisions``:
+
+* roll back (``fallback_rate``) as soon as the candidate's model errors exceed
+  ``canary_max_fallback_rate x N`` (the rate over N decisions can no longer stay in bounds);
+* after N outcomes: roll back (``uplift``) when the mean uplift is below ``canary_min_uplift``
+  with confidence ``canary_uplift_z`` (mean + z x standard error < bound), else promote;
+* after N decisions and ``canary_timeout_seconds`` without N outcomes: the same uplift test on the
+  outcomes that did arrive, then promote (an engine that reports no outcomes cannot judge).
+
+Example:
+    >>> from streams.config.inference import InferenceSettings
+    >>> c = Canary("cand", "inc", InferenceSettings(canary_decisions=2, canary_share=1.0), started=0.0)
+    >>> routed_to_canary("a", 1.0), routed_to_canary("a", 0.0)
+    (True, False)
+    >>> c.record(["a", "b"], [2.0, 2.0], [1.0, 1.0], fallbacks=0)
+    >>> c.outcome("a", -0.01), c.outcome("b", -0.02)
+    (True, True)
+    >>> c.verdict(1.0).reason
+    'uplift'
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streams.config.inference import InferenceSettings
+
+__all__ = ["Canary", "Verdict", "routed_to_canary"]
+
+_BUCKETS = 10_000
+
+
+def routed_to_canary(signal_id: str, share: float) -> bool:
+    """Whether ``signal_id`` goes to the candidate at ``share`` (stable across workers and retries)."""
+    return zlib.crc32(signal_id.encode()) % _BUCKETS < share * _BUCKETS
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    promote: bool
+    reason: str
+    detail: str
+
+
+class Canary:
+    """Live evidence about one candidate against its incumbent. Thread-safe.
+
+    ``candidate`` and ``incumbent`` are the loaded models (any objects; only kept and returned).
+    """
+
+    def __init__(
+        self, candidate: Any, incumbent: Any, settings: InferenceSettings, started: float | None = None
+    ) -> None:
+        self.candidate = candidate
+        self.incumbent = incumbent
+        self.share = settings.canary_share
+        self.n = settings.canary_decisions
+        self.max_fallback_rate = settings.canary_max_fallback_rate
+        self.min_uplift = settings.canary_min_uplift
+        self.z = settings.canary_uplift_z
+        self.timeout = settings.canary_timeout_seconds
+        self.max_pending = settings.pending_outcomes_max
+        self.started = time.monotonic() if started is None else started
+        self.decisions = 0
+        self.fallbacks = 0
+        self.outcomes = 0
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._pending: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        signal_ids: Sequence[str],
+        candidate: Sequence[float],
+        incumbent: Sequence[float],
+        fallbacks: int,
+    ) -> None:
+        """The candidate answered ``signal_ids`` (finite answers) and failed ``fallbacks`` more."""
+        with self._lock:
+            self.decisions += len(signal_ids) + fallbacks
+            self.fallbacks += fallbacks
+            for signal_id, mc, mi in zip(signal_ids, candidate, incumbent, strict=True):
+                self._pending[signal_id] = float(mc) - float(mi)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+
+    def outcome(self, signal_id: str, return_unit: float) -> bool:
+        """Count the realised uplift of a signal the candidate sized; False if it was not one."""
+        with self._lock:
+            delta = self._pending.pop(signal_id, None)
+            if delta is None or not math.isfinite(return_unit):
+                return False
+            uplift = delta * return_unit
+            self.outcomes += 1
+            self._sum += uplift
+            self._sumsq += uplift * uplift
+            return True
+
+    def uplift(self) -> tuple[float, float]:
+        """Mean realised uplift per decision and its standard error (inf with fewer than 2 outcomes)."""
+        with self._lock:
+            n, total, sumsq = self.outcomes, self._sum, self._sumsq
+        if n == 0:
+            return 0.0, math.inf
+        mean = total / n
+        if n < 2:
+            return mean, math.inf
+        variance = max(sumsq / n - mean * mean, 0.0) * n / (n - 1)
+        return mean, math.sqrt(variance / n)
+
+    def _uplift_too_low(self) -> tuple[bool, str]:
+        mean, se = self.uplift()
+        detail = f"uplift {mean:+.6f} +/- {se:.6f} over {self.outcomes} outcomes"
+        return mean + self.z * se < self.min_uplift, detail
+
+    def verdict(self, now: float | None = None) -> Verdict | None:
+        """Promote, roll back, or None while the evidence is still coming in."""
+        now = time.monotonic() if now is None else now
+        if self.fallbacks > self.max_fallback_rate * self.n:
+            return Verdict(
+                False, "fallback_rate", f"{self.fallbacks} model errors in {self.decisions} decisions"
+            )
+        if self.outcomes >= self.n:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "uplift_ok", detail)
+        if self.decisions >= self.n and now - self.started >= self.timeout:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "timeout", detail)
+        return None
+
+    def state(self) -> str:
+        """A one-line summary for heartbeats and logs."""
+        mean, _ = self.uplift()
+        counts = f"decisions={self.decisions} fallbacks={self.fallbacks} outcomes={self.outcomes}"
+        return f"{counts} uplift={mean:+.6f}"

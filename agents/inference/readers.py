@@ -1,0 +1,207 @@
+"""The worker's background readers: control + model updates, and the data it scores with.
+
+Both read without a consumer group (every worker sees everything). The control reader replays the
+control and model-updates topics from the beginning: at start it catches up on the history in
+event-time order (so a freeze issued before a model update holds that update back), then loads
+the newest good model per slot at once, without a canary; after that every record applies live.
+
+Example:
+    >>> reader = ControlReader(settings, store, control, on_change=print)   # doctest: +SKIP
+    >>> reader.catch_up(timeout=30.0)                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from agents.inference.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
+from agents.inference.metrics import WorkerMetrics
+from agents.inference.model_store import Applied, ModelStore
+from streams.clock import new_event_id, now_us
+from streams.consumer import EventConsumer
+from streams.errors import SchemaDecodeError
+from streams.producer import EventProducer
+from streams.topics import CONTROL, DEAD_LETTER, MODEL_UPDATES
+
+__all__ = ["ControlReader", "DeadLetters", "assign_tail", "end_offsets", "poll_now"]
+
+log = logging.getLogger(__name__)
+
+
+def poll_now(consumer: EventConsumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to ``max_messages`` messages, returned as soon as one has arrived.
+
+    ``Consumer.consume(n, timeout)`` waits the whole timeout unless ``n`` messages arrive, which
+    adds the timeout to every message's latency; ``poll`` returns with the first message, and a
+    ``consume(n - 1, 0)`` then drains what is already queued without waiting.
+    """
+    raw = consumer.raw
+    first = raw.poll(timeout)
+    if first is None:
+        return []
+    messages = [first, *raw.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+    good = []
+    for message in messages:
+        error = message.error()
+        if error is None:
+            good.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", error)
+    return good
+
+
+class DeadLetters:
+    """Sends undecodable records to the dead-letter topic with their bytes and reason."""
+
+    def __init__(self, producer: EventProducer, worker_id: str, metrics: WorkerMetrics) -> None:
+        self.producer = producer
+        self.worker_id = worker_id
+        self.metrics = metrics
+
+    def send(self, message: Message, error: SchemaDecodeError) -> None:
+        record = {
+            "event_id": new_event_id(), "ts": now_us(), "stage": "inference", "component": self.worker_id,
+            "topic": message.topic() or "", "partition": message.partition() or 0,
+            "offset": message.offset() or 0, "key": message.key(), "raw": error.raw, "reason": error.reason,
+            "error": str(error),
+        }  # fmt: skip
+        self.producer.send(DEAD_LETTER, message.key(), record)
+        self.metrics.dead_letter(error.reason)
+        log.warning(
+            "dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error
+        )
+
+
+def end_offsets(
+    consumer: EventConsumer, topics: Iterable[str], timeout: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """The high watermark of every partition of the logical ``topics``, keyed by (full topic, partition)."""
+    raw = consumer.raw
+    ends = {}
+    for topic in topics:
+        full = consumer.settings.topic(topic)
+        for p in raw.list_topics(full, timeout=timeout).topics[full].partitions:
+            ends[(full, p)] = raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)[1]
+    return ends
+
+
+def assign_tail(consumer: EventConsumer, tails: Mapping[str, int | None], timeout: float = 10.0) -> None:
+    """Assign every partition of each logical topic at ``tail`` records before its end (None: the end)."""
+    assignment = []
+    raw = consumer.raw
+    for topic, tail in tails.items():
+        full = consumer.settings.topic(topic)
+        for p in raw.list_topics(full, timeout=timeout).topics[full].partitions:
+            low, high = raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)
+            start = high if tail is None else max(low, high - tail)
+            assignment.append(TopicPartition(full, p, start))
+    raw.assign(assignment)
+
+
+class ControlReader:
+    """Applies control commands and model updates to one worker's state."""
+
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        store: ModelStore,
+        control: ControlState,
+        dead_letters: DeadLetters,
+        metrics: WorkerMetrics,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.consumer = consumer
+        self.store = store
+        self.control = control
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.on_change = on_change
+
+    def _decode(self, message: Message) -> tuple[str, dict[str, Any]] | None:
+        topic = self.consumer.logical(message.topic() or "")
+        try:
+            return topic, self.consumer.decode(message)
+        except SchemaDecodeError as exc:
+            self.dead_letters.send(message, exc)
+            if topic == MODEL_UPDATES:
+                key = message.key()
+                self.metrics.rejected(key.decode(errors="replace") if key else "", "bad_record")
+            return None
+
+    def catch_up(self, timeout: float) -> None:
+        """Read the history up to its current end; apply it in event-time order, newest good model first."""
+        ends = end_offsets(self.consumer, [CONTROL, MODEL_UPDATES])
+        seen: dict[tuple[str, int], int] = {}
+        history: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        while any(seen.get(tp, 0) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                log.warning("history not fully read within %.0fs; continuing live", timeout)
+                break
+            for message in self.consumer.poll_batch(1000, 0.1):
+                seen[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
+                decoded = self._decode(message)
+                if decoded is not None:
+                    history.append(decoded)
+        history.sort(key=lambda item: item[1]["ts"])
+        pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        held: dict[tuple[str, str], dict[str, Any]] = {}
+        for topic, record in history:
+            if topic == CONTROL:
+                self.control.apply(record)
+                if record["command"] == UNFREEZE_UPDATES and not self.control.frozen:
+                    for key, update in held.items():
+                        pending.setdefault(key, []).append(update)
+                    held.clear()
+                continue
+            key = (record["model_name"], record["role"])
+            if self.control.frozen:
+                held[key] = record
+            else:
+                pending.setdefault(key, []).append(record)
+        # SERVE first, so a shadow of the version that ends up serving is recognised as such.
+        for key in sorted(pending, key=lambda k: k[1] != "SERVE"):
+            for record in reversed(pending[key]):
+                if self.store.apply(record, live=False).kind != "rejected":
+                    break
+        for record in held.values():
+            self.store.hold(record)
+        self.metrics.control(self.control.frozen, self.control.kill_switch)
+        log.info("caught up on %d control and model records: %s", len(history), self.store.info())
+
+    def poll(self, timeout: float) -> None:
+        """Apply what arrived live."""
+        for message in poll_now(self.consumer, 100, timeout):
+            decoded = self._decode(message)
+            if decoded is None:
+                continue
+            topic, record = decoded
+            if topic == CONTROL:
+                self._control(record)
+            else:
+                self._update(record)
+
+    def _control(self, record: Mapping[str, Any]) -> None:
+        if not self.control.apply(record):
+            return
+        self.metrics.control(self.control.frozen, self.control.kill_switch)
+        if record["command"] == UNFREEZE_UPDATES and self.store.held:
+            for applied in self.store.release_held():
+                log.info("released held update: %s", applied)
+        elif record["command"] == FREEZE_UPDATES:
+            log.warning("model updates frozen; new updates are held until UNFREEZE_UPDATES")
+        self.on_change()
+
+    def _update(self, record: Mapping[str, Any]) -> None:
+        if self.control.frozen:
+            self.store.hold(record)
+            log.info("held %s:%s (updates frozen)", record["model_name"], record["version"])
+            return
+        applied: Applied = self.store.apply(record, live=True)
+        if applied.changed:
+            self.on_change()

@@ -1,0 +1,323 @@
+"""The inference worker: threads that wire the readers, the sizer and the weights publisher to Kafka.
+
+Threads of one worker:
+
+* **control**: control commands and model updates (no group, from the beginning): verify, build,
+  swap; acknowledge every change with an immediate heartbeat.
+* **data**: feature snapshots (the last ``features_backfill`` per partition, then live),
+  outcomes (for the canary's realised uplift), allocation periods and published weights.
+* **serve**: sizing requests as the consumer group ``inference.group_id``; whatever has arrived is
+  scored as one batch (up to ``max_batch``), decisions go out keyed by signal id, offsets are
+  committed after the decisions are acknowledged (at least once).
+* **weights**: every ``weights_interval_seconds``, the worker holding partition 0 of the sizing
+  requests publishes StrategyWeights per portfolio (one publisher per group, no extra election).
+* **heartbeat**: versions serving, canary and control state, key gauges.
+
+Run it with ``tradeloop infer`` or ``python -m agents.inference.worker`` (settings from the
+environment).
+
+Example:
+    >>> with InferenceWorker(settings) as worker:      # doctest: +SKIP
+    ...     worker.wait_ready()
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+
+from agents.inference.constants import ALLOCATOR, SIZER
+from agents.inference.control import ControlState
+from agents.inference.metrics import WorkerMetrics
+from agents.inference.model_store import ModelStore
+from agents.inference.observation import FeatureCache
+from agents.inference.readers import ControlReader, DeadLetters, assign_tail, poll_now
+from agents.inference.rollout import COMPONENT
+from agents.inference.sizing import Sizer
+from agents.inference.weights import WeightsPlanner
+from streams.clock import new_event_id
+from streams.consumer import EventConsumer
+from streams.errors import SchemaDecodeError, TradeloopError
+from streams.heartbeat import Heartbeater, component_id
+from streams.metrics import serve_metrics
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import (
+    ALLOCATION_PERIODS,
+    CONTROL,
+    FEATURES,
+    MODEL_UPDATES,
+    OUTCOMES,
+    SIZING_DECISIONS,
+    SIZING_REQUESTS,
+    STRATEGY_WEIGHTS,
+)
+
+__all__ = ["InferenceWorker", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class InferenceWorker:
+    """One inference worker. ``start()`` runs it on background threads; ``stop()`` ends it cleanly."""
+
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        conf = settings.inference
+        # A suffix keeps workers in one process (tests, benchmarks) apart.
+        self.worker_id = worker_id or conf.worker_id or f"{component_id(COMPONENT)}-{new_event_id()[:4]}"
+        self.metrics = WorkerMetrics(self.worker_id)
+        self.control = ControlState(self.worker_id)
+        self.store = ModelStore(settings, self.metrics)
+        self.features = FeatureCache()
+        self.sizer = Sizer(settings, self.store, self.control, self.features)
+        self.planner = WeightsPlanner(self.worker_id, conf.max_weight_step)
+        self.producer = EventProducer(settings, self.worker_id, config={"linger.ms": 0})
+        self.dead_letters = DeadLetters(self.producer, self.worker_id, self.metrics)
+        self.heartbeater = Heartbeater(
+            settings, COMPONENT, ident=self.worker_id, gauges=self._gauges, info=self._info,
+            status=self._status, interval=conf.heartbeat_interval_seconds, producer=self.producer,
+        )  # fmt: skip
+        self.assigned: frozenset[int] = frozenset()
+        self.decisions = 0
+        self.fallbacks = 0
+        self._ready = threading.Event()
+        self._assigned_once = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> InferenceWorker:
+        self._spawn("control", self._control_loop)
+        self._spawn("data", self._data_loop)
+        self._spawn("serve", self._serve_loop)
+        self._spawn("weights", self._weights_loop)
+        return self
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                # An unknown failure stops the whole worker, so a supervisor restarts it.
+                log.exception("inference %s thread failed", name)
+                self._errors.append(exc)
+                self._stop.set()
+
+        thread = threading.Thread(target=run, name=f"inference-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the model history is loaded and the worker consumes requests."""
+        return self._ready.wait(timeout) and self._assigned_once.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15.0)
+        self.heartbeater.stop()
+
+    @property
+    def failed(self) -> list[BaseException]:
+        return list(self._errors)
+
+    def run_forever(self, metrics_port: int | None = None) -> None:
+        """Start, serve ``/metrics``, block until SIGTERM/SIGINT or a thread fails, then stop."""
+        serve_metrics(self.settings, COMPONENT, self.worker_id, metrics_port)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+        if self._errors:
+            raise TradeloopError(f"inference worker stopped after a failure: {self._errors[0]!r}")
+
+    def __enter__(self) -> InferenceWorker:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- heartbeat content -----------------------------------------------------------------
+    def _info(self) -> dict[str, str]:
+        info = {**self.store.info(), **self.control.info()}
+        canary = self.store.slot(SIZER).canary
+        if canary is not None:
+            info["sizer.canary_state"] = canary.state()
+        return info
+
+    def _gauges(self) -> dict[str, float]:
+        serving = self.store.slot(SIZER).serving
+        age = -1.0 if serving is None else time.time() - serving.manifest.created_us / 1e6
+        return {"decisions": self.decisions, "fallbacks": self.fallbacks, "sizer_age_seconds": age,
+                "partitions": len(self.assigned), "symbols": len(self.features)}  # fmt: skip
+
+    def _status(self) -> str:
+        degraded = self.control.kill_switch or self.store.slot(SIZER).serving is None
+        return "DEGRADED" if degraded else "UP"
+
+    def acknowledge(self) -> None:
+        """Publish a heartbeat now: the trainer learns of a swap without waiting a period."""
+        self.heartbeater.beat()
+
+    # -- threads ---------------------------------------------------------------------------
+    def _consumer(self, name: str, fetch_wait_ms: int) -> EventConsumer:
+        return EventConsumer(
+            self.settings, f"{self.worker_id}-{name}", f"{self.worker_id}-{name}",
+            config={"fetch.wait.max.ms": fetch_wait_ms},
+        )  # fmt: skip
+
+    def _control_loop(self) -> None:
+        with self._consumer("control", self.settings.inference.control_fetch_wait_ms) as consumer:
+            consumer.assign_all([CONTROL, MODEL_UPDATES], from_beginning=True)
+            reader = ControlReader(consumer, self.store, self.control, self.dead_letters, self.metrics,
+                                   on_change=self.acknowledge)  # fmt: skip
+            reader.catch_up(timeout=30.0)
+            # Objects that live as long as the process (models, schemas, clients) leave the
+            # collector's generations: fewer and shorter pauses on the serving thread.
+            gc.collect()
+            gc.freeze()
+            self._ready.set()
+            self.heartbeater.start()
+            while not self._stop.is_set():
+                reader.poll(0.05)
+
+    def _data_loop(self) -> None:
+        backfill = self.settings.inference.features_backfill
+        with self._consumer("data", self.settings.inference.data_fetch_wait_ms) as consumer:
+            assign_tail(consumer, {FEATURES: backfill, OUTCOMES: None, ALLOCATION_PERIODS: backfill,
+                                   STRATEGY_WEIGHTS: backfill})  # fmt: skip
+            while not self._stop.is_set():
+                for message in poll_now(consumer, 2000, 0.05):
+                    self._data(consumer, message)
+                self.store.settle_canary(SIZER, time.monotonic())
+
+    def _data(self, consumer: EventConsumer, message: Message) -> None:
+        try:
+            record = consumer.decode(message)
+        except SchemaDecodeError as exc:
+            self.dead_letters.send(message, exc)
+            return
+        topic = consumer.logical(message.topic() or "")
+        if topic == FEATURES:
+            self.features.update(record)
+        elif topic == OUTCOMES:
+            canary = self.store.slot(SIZER).canary
+            if canary is not None:
+                canary.outcome(record["signal_id"], record["return_unit"])
+        elif topic == ALLOCATION_PERIODS:
+            self.planner.observe_period(record)
+        else:
+            self.planner.observe_published(record)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.assigned = frozenset(p.partition for p in partitions)
+        self._assigned_once.set()
+        log.info("%s assigned sizing-request partitions %s", self.worker_id, sorted(self.assigned))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer, asynchronous=False)
+        self.assigned = frozenset()
+
+    def _commit(self, consumer: Any, asynchronous: bool) -> None:
+        """Commit what was consumed, once every decision for it is acknowledged."""
+        try:
+            self.producer.flush(10.0)
+            consumer.commit(asynchronous=asynchronous)
+        except KafkaException as exc:
+            # _NO_OFFSET: nothing consumed since the last commit.
+            log.debug("commit skipped: %s", exc)
+        except TradeloopError as exc:
+            log.warning("decisions unacknowledged, offsets not committed: %s", exc)
+
+    def _serve_loop(self) -> None:
+        if not self._ready.wait(60.0):
+            raise TradeloopError("model history not loaded within 60s")
+        conf = self.settings.inference
+        # Groups are namespaced like topics, so deployments (and tests) sharing a broker stay apart.
+        group = conf.group_id or f"{self.settings.topic_prefix}inference"
+        consumer = EventConsumer(
+            self.settings, group, self.worker_id,
+            config={"fetch.wait.max.ms": conf.request_fetch_wait_ms},
+        )  # fmt: skip
+        consumer.subscribe([SIZING_REQUESTS], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        raw = consumer.raw
+        next_commit = time.monotonic() + conf.commit_interval_seconds
+        try:
+            while not self._stop.is_set():
+                messages = poll_now(consumer, conf.max_batch, 0.05)
+                now = time.monotonic()
+                if messages:
+                    self._serve(consumer, messages, time.perf_counter_ns())
+                if now >= next_commit:
+                    self._commit(raw, asynchronous=True)
+                    next_commit = now + conf.commit_interval_seconds
+                self.store.settle_canary(SIZER, now)
+            self._commit(raw, asynchronous=False)
+        finally:
+            consumer.close()
+
+    def _serve(self, consumer: EventConsumer, messages: list[Message], received_ns: int) -> None:
+        requests = []
+        for message in messages:
+            try:
+                requests.append(consumer.decode(message))
+            except SchemaDecodeError as exc:
+                self.dead_letters.send(message, exc)
+        if not requests:
+            return
+        batch = self.sizer.decide(requests)
+        latency_ns = time.perf_counter_ns() - received_ns
+        for record in Sizer.records(requests, batch, self.worker_id, latency_ns // 1000):
+            self.producer.send(SIZING_DECISIONS, record["signal_id"], record)
+        self.producer.poll(0)
+        self.metrics.decided(len(requests), latency_ns / 1e9)
+        self.decisions += len(requests)
+        for reason in batch.reasons:
+            if reason is not None:
+                self.fallbacks += 1
+                self.metrics.fallback(reason)
+        if batch.missing_snapshots:
+            self.metrics.stream_missing(batch.missing_snapshots)
+        differences = self.sizer.shadow(batch)
+        if differences:
+            self.metrics.shadow(SIZER, differences)
+
+    def _weights_loop(self) -> None:
+        interval = self.settings.inference.weights_interval_seconds
+        while not self._stop.wait(interval):
+            if 0 not in self.assigned:
+                continue
+            allocator = self.store.slot(ALLOCATOR).serving
+            for record in self.planner.plan(allocator, self.control.kill_switch):
+                self.producer.send(STRATEGY_WEIGHTS, record["portfolio"], record)
+                self.metrics.weights_published(record["fallback"], record)
+                if record["fallback_reason"]:
+                    self.metrics.fallback(record["fallback_reason"])
+            self.producer.poll(0)
+
+
+def main() -> None:
+    """``python -m agents.inference.worker``: one worker with settings from the environment."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
+    InferenceWorker(settings).run_forever()
+
+
+if __name__ == "__main__":
+    main()
