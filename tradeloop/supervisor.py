@@ -6,6 +6,7 @@ environment, so a child sees exactly the configuration the parent was given.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, SecretStr
+
 from streams.settings import Settings
 
 __all__ = ["Child", "Supervisor", "settings_env"]
@@ -22,27 +25,28 @@ __all__ = ["Child", "Supervisor", "settings_env"]
 log = logging.getLogger(__name__)
 
 
+def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{name.upper()}"
+        if value is None:
+            continue
+        if isinstance(value, BaseModel):
+            _flatten(value, f"{key}__", env)
+        elif isinstance(value, SecretStr):
+            env[key] = value.get_secret_value()
+        elif isinstance(value, bool):
+            env[key] = str(value).lower()
+        elif isinstance(value, list | tuple | dict):
+            env[key] = json.dumps(value)  # pydantic-settings parses complex values as JSON
+        else:
+            env[key] = str(value)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``TRADELOOP_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
-    flat = settings.model_dump(mode="json", exclude_none=True)
-    secrets = {
-        "model_signing_key": settings.model_signing_key,
-    }
-    for name, value in flat.items():
-        if isinstance(value, dict):
-            section = getattr(settings, name)
-            for key, inner in value.items():
-                raw = getattr(section, key)
-                if hasattr(raw, "get_secret_value"):
-                    inner = raw.get_secret_value()
-                if inner is not None:
-                    env[f"TRADELOOP_{name.upper()}__{key.upper()}"] = str(inner)
-            continue
-        secret = secrets.get(name)
-        if secret is not None:
-            value = secret.get_secret_value()
-        env[f"TRADELOOP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    _flatten(settings, "TRADELOOP_", env)
     return env
 
 
