@@ -7,6 +7,7 @@ Every agent is a thin loop over a pure handler that unit tests call directly:
   move detection (:mod:`agents.price_moves`) over a batch of trades.
 * :mod:`agents.join` joins signals with point-in-time features and their outcomes into experiences.
 * :mod:`agents.periods` rolls experiences up into per-portfolio allocation periods.
+* :mod:`agents.journal` persists per-symbol and per-portfolio state atomically, one record per batch.
 * :mod:`agents.worker` wires them into a Faust app (:mod:`agents.app`) and runs it.
 
 docs/agents.md explains the state, the exactly-once reasoning, expiry and throttling.

@@ -1,9 +1,11 @@
 """Every Ray RLlib call of tradeloop lives here (Ray 2.60, new API stack), since RLlib's API moves.
 
-PPO on :class:`trainers.sizer_env.SizerEnv` with :class:`trainers.modules.SizerTorchModule`,
-configured from :class:`streams.config.trainer.TrainerSettings`. Each sizer step is an
-independent signal, a contextual bandit, so ``gamma = 0`` and the advantage is the reward minus
-the learned value of the state.
+PPO on :class:`trainers.sizer_env.SizerEnv` (or :class:`trainers.allocator_env.AllocatorEnv`)
+with :class:`trainers.modules.SizerTorchModule`, configured from
+:class:`streams.config.trainer.TrainerSettings` through a :class:`PPOSpec`. Each sizer step is an
+independent signal and each allocator step an independent period (the weights do not change the
+next state), contextual bandits both, so ``gamma = 0`` and the advantage is the reward minus the
+learned value of the state.
 
 Ray runs locally (``num_cpus`` from the settings) unless ``ray_address`` names a cluster. The
 sampling env runner and the learner run in the driver process (``num_env_runners=0``,
@@ -16,9 +18,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import gymnasium as gym
 import numpy as np
 import ray
 import torch
@@ -27,11 +31,12 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from streams.config.trainer import TrainerSettings
+from trainers.allocator_env import AllocatorEnv
 from trainers.errors import TrainingError
 from trainers.modules import SizerTorchModule
 from trainers.sizer_env import SizerEnv
 
-__all__ = ["MODULE_ID", "PPORunner", "build_config", "ensure_ray", "shutdown_ray"]
+__all__ = ["MODULE_ID", "PPORunner", "PPOSpec", "build_config", "ensure_ray", "shutdown_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -75,38 +80,71 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
-def build_config(cfg: TrainerSettings, env_config: Mapping[str, Any], seed: int) -> PPOConfig:
-    """The PPO config of one run, built from the trainer settings."""
-    minibatch = min(cfg.minibatch_size, cfg.train_batch_size)
+@dataclass(frozen=True, slots=True)
+class PPOSpec:
+    """The env and PPO hyperparameters of one learning problem."""
+
+    env: type[gym.Env[Any, Any]]
+    train_batch_size: int
+    minibatch_size: int
+    num_epochs: int
+    lr: float
+    entropy_coeff: float
+    hidden: tuple[int, ...]
+    init_log_std: float
+    num_envs: int
+    init_mean: float | None = None  # None: the sizer's multiplier 1.0
+
+    @classmethod
+    def sizer(cls, cfg: TrainerSettings) -> PPOSpec:
+        return cls(
+            SizerEnv, cfg.train_batch_size, cfg.minibatch_size, cfg.num_epochs, cfg.lr, cfg.entropy_coeff,
+            cfg.hidden, cfg.init_log_std, cfg.num_envs,
+        )  # fmt: skip
+
+    @classmethod
+    def allocator(cls, cfg: TrainerSettings) -> PPOSpec:
+        """The allocator's spec; its mean starts at 0, i.e. logits 0 and equal weights."""
+        a = cfg.allocator
+        return cls(
+            AllocatorEnv, a.train_batch_size, a.minibatch_size, a.num_epochs, a.lr, a.entropy_coeff,
+            a.hidden, a.init_log_std, a.num_envs, init_mean=0.0,
+        )  # fmt: skip
+
+
+def build_config(
+    cfg: TrainerSettings, env_config: Mapping[str, Any], seed: int, spec: PPOSpec | None = None
+) -> PPOConfig:
+    """The PPO config of one run, built from the trainer settings (the sizer's unless ``spec``)."""
+    spec = spec or PPOSpec.sizer(cfg)
+    minibatch = min(spec.minibatch_size, spec.train_batch_size)
+    model_config: dict[str, Any] = {"hidden": list(spec.hidden), "init_log_std": spec.init_log_std}
+    if spec.init_mean is not None:
+        model_config["init_mean"] = spec.init_mean
     return (
         PPOConfig()
-        .environment(env=SizerEnv, env_config=dict(env_config), disable_env_checking=True)
+        .environment(env=spec.env, env_config=dict(env_config), disable_env_checking=True)
         .env_runners(
             num_env_runners=0,
-            num_envs_per_env_runner=cfg.num_envs,
+            num_envs_per_env_runner=spec.num_envs,
             rollout_fragment_length="auto",
         )
         .learners(num_learners=0)
         .training(
-            train_batch_size_per_learner=cfg.train_batch_size,
+            train_batch_size_per_learner=spec.train_batch_size,
             minibatch_size=minibatch,
-            num_epochs=cfg.num_epochs,
-            lr=cfg.lr,
+            num_epochs=spec.num_epochs,
+            lr=spec.lr,
             gamma=0.0,
             lambda_=0.0,
             clip_param=cfg.clip_param,
-            entropy_coeff=cfg.entropy_coeff,
+            entropy_coeff=spec.entropy_coeff,
             vf_loss_coeff=1.0,
             grad_clip=cfg.grad_clip,
             grad_clip_by="global_norm",
             use_kl_loss=True,
         )
-        .rl_module(
-            rl_module_spec=RLModuleSpec(
-                module_class=SizerTorchModule,
-                model_config={"hidden": list(cfg.hidden), "init_log_std": cfg.init_log_std},
-            )
-        )
+        .rl_module(rl_module_spec=RLModuleSpec(module_class=SizerTorchModule, model_config=model_config))
         .reporting(metrics_num_episodes_for_smoothing=20)
         .debugging(seed=seed, log_level="WARN")
     )
@@ -126,9 +164,11 @@ class PPORunner:
         self._algo = algo
 
     @classmethod
-    def create(cls, cfg: TrainerSettings, env_config: Mapping[str, Any], seed: int) -> PPORunner:
+    def create(
+        cls, cfg: TrainerSettings, env_config: Mapping[str, Any], seed: int, spec: PPOSpec | None = None
+    ) -> PPORunner:
         ensure_ray(cfg)
-        return cls(build_config(cfg, env_config, seed).build_algo())
+        return cls(build_config(cfg, env_config, seed, spec).build_algo())
 
     @classmethod
     def restore(cls, cfg: TrainerSettings, checkpoint: Path) -> PPORunner:
@@ -141,7 +181,7 @@ class PPORunner:
         if not checkpoint.is_dir():
             raise TrainingError(f"no checkpoint at {checkpoint}")
         try:
-            algo = Algorithm.from_checkpoint(str(checkpoint))
+            algo = Algorithm.from_checkpoint(str(Path(checkpoint).resolve()))  # RLlib needs absolute paths
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise TrainingError(f"cannot restore checkpoint {checkpoint}: {exc}") from exc
         return cls(algo)
@@ -163,7 +203,7 @@ class PPORunner:
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self._algo.save_to_path(str(path))
+        self._algo.save_to_path(str(Path(path).resolve()))  # a relative path is read as a bad URI
 
     def weights(self) -> dict[str, np.ndarray]:
         """The learner's module state dict as numpy arrays."""

@@ -1,8 +1,13 @@
-"""Settings of the Faust stream agents."""
+"""Settings of the Faust stream agents (``TRADELOOP_AGENTS__<FIELD>``).
+
+docs/agents.md explains how each knob affects state size, expiry and throughput.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from pydantic import Field, model_validator
 
 from streams.config.base import Section
 
@@ -12,16 +17,63 @@ __all__ = ["AgentSettings"]
 class AgentSettings(Section):
     """Validation, feature, price-move, join and allocation-period knobs."""
 
-    app_id: str = "tradeloop-agents"
+    # The worker
+    app_id: str = Field(
+        default="tradeloop-agents",
+        description="Faust app id = consumer group; prefixes its changelog topics. Unique per deployment",
+    )
     store: Literal["memory", "rocksdb"] = "memory"
     web_enabled: bool = False
     web_port: int = 6066
+    batch_max: int = Field(default=2000, ge=1, description="events per stream.take batch")
+    batch_within_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    commit_interval_seconds: float = Field(default=1.0, gt=0, description="Faust offset commit interval")
+    tick_seconds: float = Field(default=0.5, gt=0, description="timer period: idle expiry, lag, periods")
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+
+    # Validation
     max_future_seconds: float = 300.0
-    dedup_window: int = 100_000
-    velocity_window_seconds: float = 60.0
+    dedup_window: int = Field(
+        default=4096, ge=16, description="trade event ids remembered per symbol for duplicate detection"
+    )
+
+    # Features
+    snapshot_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="event-time throttle of FeatureSnapshots per symbol; 0 emits every trade",
+    )
+    snapshot_retention_seconds: float = Field(
+        default=900.0, gt=0, description="event time a snapshot stays available to the point-in-time join"
+    )
+
+    # Rapid price moves
+    velocity_window_seconds: float = Field(default=60.0, ge=5.0, le=300.0)
     velocity_threshold_pct_per_min: float = 1.0
     vol_spike_multiplier: float = 3.0
-    vol_ewma_alpha: float = 0.02
+    vol_ewma_alpha: float = Field(default=0.02, gt=0, le=1)
+    move_warmup_evaluations: int = Field(
+        default=20, ge=1, description="evaluations before VOL_SPIKE may fire"
+    )
+
+    # Join
     join_grace_seconds: float = 60.0
-    idle_expiry_seconds: float = 30.0
-    allocation_period_seconds: float = 300.0
+    idle_expiry_seconds: float = Field(default=30.0, gt=0)
+    join_retention_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="event time a finished signal is kept for duplicates and corrections",
+    )
+    stale_snapshot_seconds: float = Field(default=60.0, gt=0)
+    profit_scale: float = Field(default=0.01, gt=0, description="profitability = tanh(return_unit / scale)")
+    premium_multiplier: float = Field(default=1.5, ge=1.0)
+
+    # Allocation periods
+    allocation_period_seconds: float = Field(default=300.0, gt=0)
+    allocation_history: int = Field(default=12, ge=2, description="periods in rolling Sharpe and drawdown")
+
+    @model_validator(mode="after")
+    def _snapshot_retention_covers_interval(self) -> AgentSettings:
+        if self.snapshot_retention_seconds < self.snapshot_interval_seconds:
+            raise ValueError("snapshot_retention_seconds must be >= snapshot_interval_seconds")
+        return self

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from tradeloop.commands import broker, data, health, infer, models, simulate, status, topics, train, up
+from tradeloop.commands import (
+    broker,
+    data,
+    health,
+    infer,
+    models,
+    simulate,
+    status,
+    topics,
+    train,
+    up,
+    worker,
+)
 
-COMMAND_MODULES = (up, status, broker, topics, simulate, train, infer, models, data, health)
+COMMAND_MODULES = (up, status, broker, topics, simulate, worker, train, infer, models, data, health)

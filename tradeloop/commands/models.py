@@ -1,18 +1,28 @@
-"""``tradeloop models list|show|promote|rollback|export``: the local model registry."""
+"""``tradeloop models list|show|promote|rollback|export``: the local model registry.
+
+``tradeloop models show allocator`` shows the allocator's current weights (the newest
+StrategyWeights per portfolio on the strategy-weights topic, and the serving version's hold-out
+weights) and how the allocation evolved (the trainer's weight history of every evaluated version,
+and the newest weights published on the topic); see docs/allocator.md.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
+from streams.errors import TradeloopError
 from streams.settings import Settings
+from trainers.allocator_history import latest_per_portfolio, read_history, read_published_weights
 from trainers.registry import ModelRegistry, promote, rollback
 
 __all__ = ["register"]
@@ -22,6 +32,7 @@ models_app = typer.Typer(
 )
 
 Name = Annotated[str, typer.Option(help="Model name.")]
+ALLOCATOR = "allocator"
 
 
 def _registry(settings: Settings, name: str) -> ModelRegistry:
@@ -48,12 +59,23 @@ def list_(ctx: typer.Context, name: Name = "sizer") -> None:
 @models_app.command("show")
 def show(
     ctx: typer.Context,
-    version: Annotated[str, typer.Argument(help="Version; 'serving' for the serving one.")] = "serving",
+    version: Annotated[
+        str,
+        typer.Argument(help="Version; 'serving' for the serving one; 'allocator' for the allocator view."),
+    ] = "serving",
     name: Name = "sizer",
     report: Annotated[bool, typer.Option(help="Print the full evaluation report too.")] = False,
+    topic: Annotated[bool, typer.Option(help="Allocator: read the strategy-weights topic.")] = True,
+    last: Annotated[int, typer.Option(help="Allocator: history rows to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Allocator: print JSON instead of tables.")] = False,
 ) -> None:
-    """A version's manifest (signature verified) and its gate decision."""
+    """A version's manifest (signature verified) and its gate decision; ``show allocator``: weights."""
     settings: Settings = ctx.obj
+    if version == ALLOCATOR and name == "sizer":
+        name, version = ALLOCATOR, "serving"
+    if name == ALLOCATOR and not report:
+        _show_allocator(settings, version, topic, last, as_json)
+        return
     registry = _registry(settings, name)
     chosen = registry.serving_version if version == "serving" else version
     if chosen is None:
@@ -70,6 +92,83 @@ def show(
         console.print(
             f"mode: {stored.get('mode')} ({stored.get('mode_reason')}); reason: {stored.get('reason')}"
         )
+
+
+def _time(us: int | None) -> str:
+    return "-" if us is None else datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _allocator_state(settings: Settings, version: str, topic: bool, last: int) -> dict[str, Any]:
+    """Everything ``models show allocator`` prints, as plain data."""
+    registry = _registry(settings, ALLOCATOR)
+    chosen = registry.serving_version if version == "serving" else version
+    state: dict[str, Any] = {"version": chosen, "serving": registry.serving_version, "holdout": None}
+    if chosen is not None:
+        model = registry.load(chosen, settings.signing_key())
+        stored = model.report()
+        path = stored.get("weight_history", {})
+        candidate = path.get("weights", {}).get("candidate") or []
+        state["holdout"] = {
+            "strategies": model.manifest.strategies,
+            "mean": stored.get("mean_weights", {}).get("candidate", {}),
+            "last": dict(zip(model.manifest.strategies, candidate[-1], strict=True)) if candidate else {},
+            "last_period_start": path.get("period_start", [None])[-1],
+            "sharpe": {k: v["sharpe"] for k, v in stored.get("policies", {}).items()},
+        }
+    state["history"] = read_history(registry.root)[-last:]
+    state["published"], state["topic_error"] = [], None
+    if topic:
+        try:
+            state["published"] = read_published_weights(settings)
+        except (KafkaException, TradeloopError) as exc:
+            state["topic_error"] = str(exc)
+    state["current"] = latest_per_portfolio(state["published"])
+    return state
+
+
+def _weights_row(strategies: Sequence[str], weights: Mapping[str, float]) -> list[str]:
+    return [f"{weights[s]:.3f}" if s in weights else "-" for s in strategies]
+
+
+def _show_allocator(settings: Settings, version: str, topic: bool, last: int, as_json: bool) -> None:
+    state = _allocator_state(settings, version, topic, last)
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps(state, default=float))
+        return
+    hold, current = state["holdout"], state["current"]
+    names = (
+        list(hold["strategies"]) if hold else sorted({s for r in current.values() for s in r["strategies"]})
+    )
+    table = Table("source", "as of", "model", *names, title=f"allocator weights (serving {state['serving']})")
+    for portfolio, record in sorted(current.items()):
+        weights = dict(zip(record["strategies"], record["weights"], strict=True))
+        model = (
+            "fallback: " + str(record["fallback_reason"]) if record["fallback"] else record["model_version"]
+        )
+        table.add_row(f"published {portfolio}", _time(record["ts"]), model, *_weights_row(names, weights))
+    if hold:
+        table.add_row("hold-out mean", "-", state["version"], *_weights_row(names, hold["mean"]))
+        table.add_row("hold-out last", _time(hold["last_period_start"]), state["version"],
+                      *_weights_row(names, hold["last"]))  # fmt: skip
+    console.print(table)
+    if state["topic_error"]:
+        console.print(f"[yellow]strategy-weights topic not read:[/yellow] {state['topic_error']}")
+    history = Table("evaluated", "version", "result", "sharpe cand/equal", *names,
+                    title="weight history: mean hold-out weights per evaluated version")  # fmt: skip
+    for entry in state["history"]:
+        result = "published" if entry["published"] else ("passed" if entry["passed"] else "rejected")
+        sharpe = entry["holdout_sharpe"]
+        history.add_row(_time(entry["ts_us"]), entry["version"], result,
+                        f"{sharpe.get('candidate', float('nan')):.3f}/{sharpe.get('equal', float('nan')):.3f}",
+                        *_weights_row(names, entry["mean_weights"]))  # fmt: skip
+    console.print(history)
+    served = Table("published", "portfolio", "model", *names, title="weights published on the topic (newest)")
+    for record in state["published"][-last:]:
+        weights = dict(zip(record["strategies"], record["weights"], strict=True))
+        model = "fallback" if record["fallback"] else record["model_version"]
+        served.add_row(_time(record["ts"]), record["portfolio"], model, *_weights_row(names, weights))
+    console.print(served)
 
 
 @models_app.command("promote")

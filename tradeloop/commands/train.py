@@ -16,7 +16,9 @@ from streams.settings import Settings
 
 __all__ = ["register"]
 
-train_app = typer.Typer(help="Train the sizer once, or read the training log.", invoke_without_command=True)
+train_app = typer.Typer(
+    help="Train the sizer (or the allocator) once, or read the training log.", invoke_without_command=True
+)
 
 RayAddress = Annotated[
     str | None,
@@ -44,14 +46,21 @@ def trainer(
     Ctrl-C or SIGTERM stops it; a run in progress resumes from its checkpoint next time.
     """
     from trainers.loop import TrainerLoop
+    from trainers.rllib_ppo import ensure_ray, shutdown_ray
 
     settings = _with_ray(ctx.obj, ray_address)
     stop = threading.Event()
+    # ray.init installs SIGTERM handlers of its own (sys.exit in Python, and a stack-trace-and-abort
+    # in its C++ core: exit -6 under `tradeloop up`). Start Ray first, then take SIGTERM back so
+    # that it only asks the loop to stop; the loop finishes its iteration, flushes and says goodbye.
+    ensure_ray(settings.trainer)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         TrainerLoop(settings).run(stop, max_runs=max_runs)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        shutdown_ray()
 
 
 @train_app.callback()
@@ -67,6 +76,10 @@ def train(
     ] = False,
     report_json: Annotated[Path | None, typer.Option(help="Also write the run's report here.")] = None,
     ray_address: RayAddress = None,
+    model: Annotated[
+        str,
+        typer.Option(help="Which model: sizer (from experiences) or allocator (from allocation periods)."),
+    ] = "sizer",
 ) -> None:
     """``tradeloop train --once`` trains one run; ``tradeloop train log`` shows the training log."""
     if ctx.invoked_subcommand is not None:
@@ -74,10 +87,14 @@ def train(
     if not once:
         Console().print(ctx.get_help())
         raise typer.Exit(0)
+    if model not in ("sizer", "allocator"):
+        raise typer.BadParameter("sizer or allocator", param_hint="--model")
+    from trainers.allocator_loop import train_allocator_once
     from trainers.loop import train_once
 
     settings = _with_ray(ctx.obj, ray_address)
-    outcome = train_once(
+    once_fn = train_allocator_once if model == "allocator" else train_once
+    outcome = once_fn(
         settings, full=full, publish=publish, ingest=not no_ingest, console=Console(stderr=True)
     )
     gate = outcome.report["gate"]

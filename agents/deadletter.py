@@ -1,0 +1,61 @@
+"""Dead letters are data: an input the worker could not use, kept with its bytes and a reason.
+
+Example:
+    >>> letter = DeadLetter("validate", "t.trades", 0, 7, b"BTC", b"...", "non_positive_price", "price -1.0")
+    >>> record = letter.record("worker-1", now=1_700_000_000_000_000)
+    >>> record["reason"], record["offset"]
+    ('non_positive_price', 7)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["DEAD_LETTER_NAMESPACE", "DeadLetter"]
+
+# uuid5 namespace of dead-letter event ids: the same rejected offset always gets the same id.
+DEAD_LETTER_NAMESPACE: Final = uuid.UUID("5b0c3a52-7f0e-4a53-9a0c-0d1e64b5e1a1")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One rejected input: where it came from, the original bytes and a machine-readable reason.
+
+    Attributes:
+        stage: decode, validate, dedup or join.
+        topic: the full source topic name.
+        partition: source partition.
+        offset: source offset.
+        key: original key bytes.
+        raw: original value bytes, unchanged.
+        reason: machine-readable code, e.g. ``non_finite`` or ``duplicate``.
+        error: human-readable detail.
+    """
+
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes
+    reason: str
+    error: str
+
+    def record(self, component: str, now: int) -> dict[str, Any]:
+        """The DeadLetter Avro record; ``now`` (microseconds) is when it was rejected."""
+        name = f"{self.topic}/{self.partition}/{self.offset}/{self.stage}/{self.reason}"
+        return {
+            "event_id": uuid.uuid5(DEAD_LETTER_NAMESPACE, name).hex,
+            "ts": now,
+            "stage": self.stage,
+            "component": component,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": self.key,
+            "raw": self.raw,
+            "reason": self.reason,
+            "error": self.error,
+        }

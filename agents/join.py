@@ -1,0 +1,345 @@
+"""The signal-outcome join: point-in-time features, either arrival order, expiry and corrections.
+
+Decisions depend only on the order of events *within* a partition, never on how the signals and
+outcomes topics interleave, so replaying the inputs rebuilds the same experiences:
+
+* A signal is **resolved** (its state vector fixed) once the features of its symbol passed the
+  signal time, with the newest snapshot at or before it; if the symbol's features lag for
+  ``idle_expiry_seconds`` of wall clock, it resolves with what exists (flag ``features_lagging``).
+* An outcome is **on time** when the outcome watermark of its partition (newest outcome time seen
+  before it) had not passed the signal's deadline ``ts + horizon + grace``. On time -> COMPLETE.
+* A signal with no outcome **expires** when the outcome watermark passes its deadline (CENSORED).
+  When a partition's outcomes are idle for ``idle_expiry_seconds``, the watermark follows the
+  signals and then the wall clock, so an idle stream cannot hold signals forever.
+* A late outcome (after expiry) yields a CORRECTION (revision 1) that replaces the CENSORED record.
+* Duplicated signals or outcomes are dead-lettered; redelivered offsets (after a restart) are skipped.
+
+Example:
+    >>> # see tests/unit/agents/test_join.py for complete scenarios
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agents.deadletter import DeadLetter
+from agents.experience import CENSORED, COMPLETE, CORRECTION, Resolved, experience_record
+from agents.join_state import CLOCK_PREFIX, Clock, Entry, clock_key
+from agents.journal import Write
+from agents.market import Market
+from agents.validate import DUPLICATE, STAGE_DEDUP, STAGE_JOIN, Inbound, Validator
+from streams.codec import Codec
+from streams.config.agents import AgentSettings
+from streams.topics import SIGNALS
+
+__all__ = ["DUPLICATE_OUTCOME", "DUPLICATE_SIGNAL", "ORPHAN_OUTCOME", "JoinBatch", "Joiner"]
+
+DUPLICATE_SIGNAL: Final = "duplicate_signal"
+DUPLICATE_OUTCOME: Final = "duplicate_outcome"
+ORPHAN_OUTCOME: Final = "orphan_outcome"
+WARMUP_US: Final = 300_000_000  # a snapshot younger than 5 minutes of trading is flagged "warmup"
+_FINAL_SIGNAL_FIELDS: Final = ("ts", "horizon_seconds", "symbol")
+
+
+@dataclass(slots=True)
+class JoinBatch:
+    """What one batch (or one timer tick) of the join produced."""
+
+    experiences: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    results: Counter[str] = field(default_factory=Counter)
+
+
+class Joiner:
+    """Joins signals with point-in-time features from ``market`` and with their outcomes."""
+
+    def __init__(self, settings: AgentSettings, codec: Codec, market: Market) -> None:
+        self.settings = settings
+        self.market = market
+        self.validator = Validator(codec, settings.max_future_seconds)
+        self.grace_us = int(settings.join_grace_seconds * 1_000_000)
+        self.idle_us = int(settings.idle_expiry_seconds * 1_000_000)
+        self.retention_us = int(settings.join_retention_seconds * 1_000_000)
+        self.stale_us = int(settings.stale_snapshot_seconds * 1_000_000)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.clocks: dict[int, Clock] = {}
+        self._waiting: dict[str, set[str]] = defaultdict(set)  # symbol -> unresolved signal ids
+        self._expiry: dict[int, list[tuple[int, str]]] = defaultdict(list)  # partition -> (deadline, id)
+        self._orphans: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self._purge: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self._dirty: set[str] = set()
+        self._deleted: dict[str, int] = {}
+        self._dirty_clocks: set[int] = set()
+
+    # ---- public ----------------------------------------------------------------------------------
+
+    def handle(self, messages: Iterable[Inbound], now: int) -> JoinBatch:
+        """Process a batch of signal and outcome messages (``msg.topic`` says which), then sweep."""
+        out = JoinBatch()
+        for msg in messages:
+            record = self.validator.check(msg, now)
+            if isinstance(record, DeadLetter):
+                out.dead.append(record)
+            elif msg.topic == SIGNALS:
+                self._on_signal(msg, record, now, out)
+            else:
+                self._on_outcome(msg, record, now, out)
+        self._sweep(now, out)
+        self._flush(out)
+        return out
+
+    def tick(self, now: int) -> JoinBatch:
+        """Wall-clock work with no new events: resolutions, expiries, orphans and purges."""
+        out = JoinBatch()
+        self._sweep(now, out)
+        self._flush(out)
+        return out
+
+    def pending(self) -> int:
+        """Signals waiting for an outcome or features, plus outcomes waiting for their signal."""
+        return sum(1 for e in self.entries.values() if not e.final and e.emitted < 0)
+
+    def load(self, items: Iterable[tuple[bytes, bytes]], now: int) -> None:
+        """Rebuild state and indexes from persisted keys (a table after changelog recovery)."""
+        self._reset()
+        for key, value in items:
+            if key.startswith(CLOCK_PREFIX):
+                self.clocks[int(key[len(CLOCK_PREFIX) :])] = Clock.from_json(value, now)
+                continue
+            entry = Entry.from_json(key.decode(), value)
+            entry.arrived_wall = now
+            self.entries[entry.signal_id] = entry
+            self._index(entry)
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def _clock(self, partition: int, now: int) -> Clock:
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = Clock(seen_sig=now, seen_out=now)
+        return clock
+
+    def _entry(self, signal_id: str, partition: int) -> Entry:
+        entry = self.entries.get(signal_id)
+        if entry is None:
+            entry = self.entries[signal_id] = Entry(signal_id, partition)
+            self._deleted.pop(signal_id, None)
+        return entry
+
+    def _on_signal(self, msg: Inbound, signal: dict[str, Any], now: int, out: JoinBatch) -> None:
+        clock = self._clock(msg.partition, now)
+        clock.seen_sig = now
+        if signal["ts"] > clock.wm_sig:
+            clock.wm_sig = signal["ts"]
+            self._dirty_clocks.add(msg.partition)
+        entry = self._entry(signal["signal_id"], msg.partition)
+        if entry.sig_src == (msg.partition, msg.offset):
+            out.results["redelivered"] += 1
+            return
+        if entry.sig_event is not None:
+            same = entry.sig_event == signal["event_id"]
+            reason, stage = (DUPLICATE, STAGE_DEDUP) if same else (DUPLICATE_SIGNAL, STAGE_JOIN)
+            out.dead.append(msg.reject(stage, reason, f"signal {entry.signal_id} already received"))
+            out.results["duplicate"] += 1
+            return
+        entry.signal, entry.sig_src, entry.sig_event = signal, (msg.partition, msg.offset), signal["event_id"]
+        entry.orphan = None
+        entry.arrived_wall = now
+        self._dirty.add(entry.signal_id)
+        self._waiting[signal["symbol"]].add(entry.signal_id)
+        self._advance(entry, now, out)
+
+    def _on_outcome(self, msg: Inbound, outcome: dict[str, Any], now: int, out: JoinBatch) -> None:
+        clock = self._clock(msg.partition, now)
+        clock.seen_out = now
+        entry = self._entry(outcome["signal_id"], msg.partition)
+        if entry.out_src == (msg.partition, msg.offset):
+            # The entry was persisted but maybe not the clock: the watermark is a max, so replay it.
+            if outcome["ts"] > clock.wm_out:
+                clock.wm_out = outcome["ts"]
+                self._dirty_clocks.add(msg.partition)
+            out.results["redelivered"] += 1
+            return
+        if entry.out_event is not None:
+            same = entry.out_event == outcome["event_id"]
+            reason, stage = (DUPLICATE, STAGE_DEDUP) if same else (DUPLICATE_OUTCOME, STAGE_JOIN)
+            out.dead.append(msg.reject(stage, reason, f"outcome of {entry.signal_id} already received"))
+            out.results["duplicate"] += 1
+            return
+        entry.outcome, entry.out_src, entry.out_event = (
+            outcome,
+            (msg.partition, msg.offset),
+            outcome["event_id"],
+        )
+        entry.out_wm = clock.wm_out
+        if outcome["ts"] > clock.wm_out:
+            clock.wm_out = outcome["ts"]
+            self._dirty_clocks.add(msg.partition)
+        self._dirty.add(entry.signal_id)
+        if entry.signal is None:
+            entry.orphan = (msg.source, base64.b64encode(msg.value).decode())
+            heapq.heappush(self._orphans[entry.home], (outcome["ts"] + self.grace_us, entry.signal_id))
+        self._advance(entry, now, out)
+
+    # ---- decisions -------------------------------------------------------------------------------
+
+    def _effective(self, partition: int, outcomes: bool, now: int) -> int:
+        """The event-time watermark of one input of ``partition``, advanced by wall clock when idle."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            return 0
+        wm, seen = (clock.wm_out, clock.seen_out) if outcomes else (clock.wm_sig, clock.seen_sig)
+        if now - seen >= self.idle_us:
+            wm = max(clock.wm_out, clock.wm_sig) + max(0, now - max(clock.seen_out, clock.seen_sig))
+        return wm
+
+    def _resolve(self, entry: Entry, now: int) -> bool:
+        signal = entry.signal
+        assert signal is not None
+        view = self.market.view(signal["symbol"])
+        flags = []
+        if view is None or view.watermark <= signal["ts"]:
+            if now - entry.arrived_wall < self.idle_us:
+                return False
+            flags.append("features_lagging")
+        snap = view.snapshot_at(signal["ts"]) if view is not None else None
+        if snap is None:
+            flags.append("no_snapshot")
+        else:
+            if signal["ts"] - snap.ts > self.stale_us:
+                flags.append("stale_snapshot")
+            if view is not None and snap.ts - view.features.first_ts < WARMUP_US:
+                flags.append("warmup")
+        premium = view is not None and view.moves.premium_at(signal["ts"])
+        values = None if snap is None else snap.values.tolist()
+        entry.resolved = Resolved(values, None if snap is None else snap.ts, premium, tuple(flags))
+        self._waiting[signal["symbol"]].discard(entry.signal_id)
+        self._dirty.add(entry.signal_id)
+        return True
+
+    def _emit(self, entry: Entry, status: str, revision: int, out: JoinBatch) -> None:
+        assert entry.signal is not None and entry.resolved is not None
+        outcome = None if status == CENSORED else entry.outcome
+        record = experience_record(entry.signal, outcome, entry.resolved, status, revision, self.settings)
+        out.experiences.append((entry.signal_id, record))
+        entry.emitted = revision
+        if revision == 0:
+            entry.status0 = status
+        self._dirty.add(entry.signal_id)
+
+    def _advance(self, entry: Entry, now: int, out: JoinBatch) -> None:
+        """Take every step ``entry`` is ready for."""
+        if entry.signal is None or entry.final:
+            return
+        if entry.resolved is None and not self._resolve(entry, now):
+            return
+        deadline = entry.deadline(self.grace_us)
+        if entry.emitted < 0:
+            if entry.outcome is not None and entry.out_wm <= deadline:
+                self._emit(entry, COMPLETE, 0, out)
+                out.results["joined"] += 1
+            elif entry.outcome is not None:
+                self._emit(entry, CENSORED, 0, out)
+                self._emit(entry, CORRECTION, 1, out)
+                out.results["late"] += 1
+            elif self._effective(entry.home, True, now) > deadline:
+                self._emit(entry, CENSORED, 0, out)
+                out.results["expired"] += 1
+            else:
+                heapq.heappush(self._expiry[entry.home], (deadline, entry.signal_id))
+                return
+        elif entry.status0 == CENSORED and entry.outcome is not None:
+            self._emit(entry, CORRECTION, 1, out)
+            out.results["late"] += 1
+        if entry.emitted == 1 or entry.status0 == COMPLETE:
+            self._finish(entry)
+        heapq.heappush(self._purge[entry.home], (deadline + self.retention_us, entry.signal_id))
+
+    def _finish(self, entry: Entry) -> None:
+        """Keep only what duplicate detection needs once nothing more can be emitted."""
+        assert entry.signal is not None
+        entry.final = True
+        entry.signal = {k: entry.signal[k] for k in _FINAL_SIGNAL_FIELDS}
+        entry.outcome = None
+        entry.resolved = None
+
+    def _sweep(self, now: int, out: JoinBatch) -> None:
+        for symbol in [s for s, ids in self._waiting.items() if ids]:
+            for signal_id in sorted(self._waiting[symbol]):
+                entry = self.entries.get(signal_id)
+                if entry is None or entry.resolved is not None:
+                    self._waiting[symbol].discard(signal_id)
+                elif self._resolve(entry, now):
+                    self._advance(entry, now, out)
+        for partition, heap in self._expiry.items():
+            wm = self._effective(partition, True, now)
+            while heap and heap[0][0] < wm:
+                entry = self.entries.get(heapq.heappop(heap)[1])
+                if entry is not None and entry.emitted < 0 and entry.resolved is not None:
+                    self._advance(entry, now, out)
+        for partition, heap in self._orphans.items():
+            wm = self._effective(partition, False, now)
+            while heap and heap[0][0] < wm:
+                entry = self.entries.get(heapq.heappop(heap)[1])
+                if entry is not None and entry.signal is None and entry.outcome is not None:
+                    out.dead.append(self._orphan_letter(entry))
+                    out.results["orphan"] += 1
+                    self._delete(entry)
+        for partition, heap in self._purge.items():
+            wm = self._effective(partition, False, now)
+            while heap and heap[0][0] < wm:
+                entry = self.entries.get(heapq.heappop(heap)[1])
+                if entry is not None and (entry.final or entry.emitted == 0):
+                    self._delete(entry)
+
+    @staticmethod
+    def _orphan_letter(entry: Entry) -> DeadLetter:
+        assert entry.out_src is not None and entry.orphan is not None
+        source, raw = entry.orphan
+        error = f"no signal {entry.signal_id} arrived before the signals passed the outcome time + grace"
+        return DeadLetter(
+            STAGE_JOIN, source, entry.out_src[0], entry.out_src[1], entry.signal_id.encode(),
+            base64.b64decode(raw), ORPHAN_OUTCOME, error,
+        )  # fmt: skip
+
+    def _delete(self, entry: Entry) -> None:
+        del self.entries[entry.signal_id]
+        self._dirty.discard(entry.signal_id)
+        self._deleted[entry.signal_id] = entry.home
+
+    def _index(self, entry: Entry) -> None:
+        """Put a loaded entry back on the work queues it belongs to."""
+        if entry.signal is None:
+            if entry.outcome is not None:
+                heapq.heappush(
+                    self._orphans[entry.home], (entry.outcome["ts"] + self.grace_us, entry.signal_id)
+                )
+            return
+        deadline = entry.deadline(self.grace_us)
+        if entry.final or entry.emitted >= 0:
+            heapq.heappush(self._purge[entry.home], (deadline + self.retention_us, entry.signal_id))
+            return
+        if entry.resolved is None:
+            self._waiting[entry.signal["symbol"]].add(entry.signal_id)
+        heapq.heappush(self._expiry[entry.home], (deadline, entry.signal_id))
+
+    def _flush(self, out: JoinBatch) -> None:
+        for signal_id in sorted(self._dirty):
+            entry = self.entries[signal_id]
+            out.writes.append((entry.home, signal_id.encode(), entry.to_json()))
+        for signal_id, home in sorted(self._deleted.items()):
+            out.writes.append((home, signal_id.encode(), None))
+        for partition in sorted(self._dirty_clocks):
+            out.writes.append((partition, clock_key(partition), self.clocks[partition].to_json()))
+        self._dirty.clear()
+        self._deleted.clear()
+        self._dirty_clocks.clear()

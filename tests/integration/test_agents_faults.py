@@ -1,0 +1,88 @@
+"""A worker killed with SIGKILL mid-stream and restarted still yields every experience exactly once."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from streams.consumer import EventConsumer
+from streams.producer import EventProducer
+from streams.settings import Settings
+from tests.unit.agents.runner import WorkerProcess, wait_for
+from tests.unit.agents.scenario import build, expected, scenario_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+# Tansu (the embedded broker) reports a partition's high watermark as the base offset of its last
+# record batch + 1, not the last offset + 1: 15 records produced in 3 batches of 5 give 11 with
+# aiokafka and librdkafka alike (reproduction in docs/agents.md). Faust's RocksDB store then finds
+# its persisted changelog offset beyond the highwater on restart and stops with ConsistencyError.
+# The memory store re-reads the changelog and is not affected. Against a real Kafka
+# (TRADELOOP_KAFKA_BOOTSTRAP) the RocksDB case is expected to pass.
+TANSU_HIGHWATER = pytest.mark.xfail(
+    condition=not os.environ.get("TRADELOOP_KAFKA_BOOTSTRAP"),
+    reason="Tansu high watermark = last batch base offset + 1; Faust RocksDB recovery raises ConsistencyError",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "store", ["memory", pytest.param("rocksdb", marks=[TANSU_HIGHWATER, pytest.mark.slow])]
+)
+def test_sigkill_mid_stream_then_restart_yields_every_experience_exactly_once(store: str, topics: Settings,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    agents = scenario_settings(app_id=f"agents-{uuid.uuid4().hex[:8]}", store=store)
+    settings = topics.model_copy(update={"agents": agents})
+    sc = build(n_signals=240, seed=3)
+    want = expected(sc, agents).encoded()
+    events = sorted(sc.trades + sc.joins, key=lambda e: e[2]["ts"]) + sc.late
+
+    def engine() -> None:  # a live engine: the stream keeps flowing while the worker dies
+        with EventProducer(settings, "fault-engine") as producer:
+            for start in range(0, len(events), 250):
+                for topic, key, record in events[start : start + 250]:
+                    producer.send(topic, key, record)
+                producer.flush()
+                time.sleep(0.3)
+
+    copies: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+    consumer = EventConsumer(settings, f"fault-reader-{uuid.uuid4().hex[:6]}")
+    consumer.assign_all(["experiences"])
+
+    def poll() -> None:
+        for message in consumer.poll_batch(5000, timeout=0.2):
+            record = consumer.decode(message)
+            copies[(record["signal_id"], record["revision"])].append(message.value() or b"")
+
+    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    producer = threading.Thread(target=engine, daemon=True)
+    producer.start()
+    second = None
+    try:
+        wait_for(lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", poll, first)
+        first.kill()
+        killed_at = len(copies)
+        second = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+        wait_for(lambda: len(copies) >= len(want), 120, "every experience after the restart", poll, second)
+        producer.join(30)
+        time.sleep(2.0)  # anything still in flight would show up as an extra copy now
+        poll()
+    finally:
+        consumer.close()
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert killed_at < len(want), "the worker was killed mid-stream"
+    assert set(copies) == set(want), "every experience, and no other"
+    for key, values in copies.items():
+        assert all(v == want[key] for v in values), f"{key}: a copy differs from the expected record"
+    duplicates = sum(len(v) - 1 for v in copies.values())
+    # At-least-once delivery can repeat the last unacknowledged batch; repeats are byte-identical and
+    # the replay store drops them by (signal_id, revision). Print the number so the report can cite it.
+    print(f"SIGKILL at {killed_at}/{len(want)} experiences; repeated copies after restart: {duplicates}")
