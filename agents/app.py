@@ -2,6 +2,7 @@
 
 Example:
     >>> from streams.errors import ConfigError
+from streams.errors import ConfigError
 from streams.settings import Settings
     >>> app = create_app(Settings(kafka_bootstrap="k1:9092,k2:9092"))
     >>> [str(url) for url in app.conf.broker], app.conf.web_enabled
@@ -15,6 +16,7 @@ from typing import Any
 
 import faust
 
+from streams.errors import ConfigError
 from streams.settings import Settings
 
 __all__ = ["create_app", "credentials"]

@@ -65,6 +65,11 @@ class Joiner:
         self.validator = Validator(codec, settings.max_future_seconds)
         self.grace_us = int(settings.join_grace_seconds * 1_000_000)
         self.idle_us = int(settings.idle_expiry_seconds * 1_000_000)
+        # Wall time of the worker's last input of any kind (trades included). A worker that is
+        # still receiving input is busy, not idle: under a backlog Faust can starve one topic for
+        # longer than the idle window, and advancing the watermark by wall clock then would
+        # censor signals and orphan outcomes that are merely queued.
+        self.last_input_us = 0
         self.retention_us = int(settings.join_retention_seconds * 1_000_000)
         self.stale_us = int(settings.stale_snapshot_seconds * 1_000_000)
         self._reset()
@@ -198,7 +203,7 @@ class Joiner:
         if clock is None:
             return 0
         wm, seen = (clock.wm_out, clock.seen_out) if outcomes else (clock.wm_sig, clock.seen_sig)
-        if now - seen >= self.idle_us:
+        if now - max(seen, self.last_input_us) >= self.idle_us:
             wm = max(clock.wm_out, clock.wm_sig) + max(0, now - max(clock.seen_out, clock.seen_sig))
         return wm
 

@@ -184,7 +184,9 @@ class StreamWorker:
         async for events in stream.take_events(agents.batch_max, agents.batch_within_seconds):
             self._ensure_loaded(force=True)
             start = time.perf_counter()
-            out = self.market.handle(self._inbound(events), now_us())
+            now = now_us()
+            self.joiner.last_input_us = now
+            out = self.market.handle(self._inbound(events), now)
             sends = self._encode(FEATURES, out.snapshots) + self._encode(PRICE_MOVES, out.moves)
             for _, record in out.moves:
                 m.PRICE_MOVES.labels(record["kind"]).inc()
