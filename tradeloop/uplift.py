@@ -1,8 +1,10 @@
-"""Live uplift of the served sizer: realised P&L of model-sized decisions vs fixed size.
+"""Live uplift of the served sizer: realised P&L of model-sized signals vs fixed size.
 
-Reads the experiences topic. For each completed experience whose action a model chose
-(``model_version`` set), the realised unit P&L is ``action x return_unit`` and the fixed-size
-counterfactual is ``return_unit`` (exact: P&L is linear in size, DESIGN.md section 5).
+Reads the engine's own signals and outcomes (not the worker's experiences, so the figure does
+not wait for the stream worker to catch up). For each signal whose size a model chose
+(``model_version`` set) and whose outcome has arrived, the realised unit P&L is
+``action x return_unit`` and the fixed-size counterfactual is ``return_unit``: exact, because P&L
+is linear in size (DESIGN.md section 5).
 """
 
 from __future__ import annotations
@@ -13,35 +15,49 @@ from dataclasses import dataclass, field
 from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
 from streams.settings import Settings
-from streams.topics import EXPERIENCES
+from streams.topics import OUTCOMES, SIGNALS
 
 __all__ = ["LiveUplift", "UpliftTracker"]
 
 
 @dataclass
 class LiveUplift:
-    """Running sums over decisions made with a model."""
+    """Running sums over closed decisions made with a model."""
 
     decisions_with_model: int = 0
     model_pnl: float = 0.0
     fixed_pnl: float = 0.0
     versions: dict[str, int] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set, repr=False)
+    _open: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)
+    _early: dict[str, float] = field(default_factory=dict, repr=False)
 
-    def add(self, record: dict[str, object]) -> None:
-        version = record.get("model_version")
+    def signal(self, record: dict[str, object]) -> None:
+        version, action = record.get("model_version"), record.get("action")
+        if version is None or not isinstance(action, float):
+            return  # sized by the rule or at 1.0: not a model decision
+        signal_id = str(record["signal_id"])
+        early = self._early.pop(signal_id, None)
+        if early is not None:
+            self._close(action, str(version), early)
+        else:
+            self._open[signal_id] = (action, str(version))
+
+    def outcome(self, record: dict[str, object]) -> None:
         unit = record.get("return_unit")
-        action = record.get("action")
-        if record.get("status") == "CENSORED" or version is None or not isinstance(unit, float):
+        if not isinstance(unit, float) or not math.isfinite(unit):
             return
         signal_id = str(record["signal_id"])
-        if signal_id in self._seen or not isinstance(action, float) or not math.isfinite(unit):
-            return
-        self._seen.add(signal_id)
+        opened = self._open.pop(signal_id, None)
+        if opened is not None:
+            self._close(opened[0], opened[1], unit)
+        elif len(self._early) < 100_000:  # outcomes read before their signal (other partitions)
+            self._early[signal_id] = unit
+
+    def _close(self, action: float, version: str, unit: float) -> None:
         self.decisions_with_model += 1
         self.model_pnl += action * unit
         self.fixed_pnl += unit
-        self.versions[str(version)] = self.versions.get(str(version), 0) + 1
+        self.versions[version] = self.versions.get(version, 0) + 1
 
     @property
     def uplift(self) -> float:
@@ -59,20 +75,25 @@ class LiveUplift:
 
 
 class UpliftTracker:
-    """Consumes experiences (no group, from the start) into a :class:`LiveUplift`."""
+    """Consumes signals and outcomes (no group, from the start) into a :class:`LiveUplift`."""
 
     def __init__(self, settings: Settings) -> None:
         self.state = LiveUplift()
         self.unreadable = 0
         self._consumer = EventConsumer(settings, "tradeloop-up-uplift", "tradeloop-up-uplift")
-        self._consumer.assign_all([EXPERIENCES])
+        self._consumer.assign_all([SIGNALS, OUTCOMES])
 
-    def poll(self, max_messages: int = 5000) -> None:
+    def poll(self, max_messages: int = 20_000) -> None:
         for message in self._consumer.poll_batch(max_messages, 0.05):
             try:
-                self.state.add(self._consumer.decode(message))
+                record = self._consumer.decode(message)
             except SchemaDecodeError:
-                self.unreadable += 1  # the worker dead-letters its inputs; here we only count
+                self.unreadable += 1  # the stream worker dead-letters its inputs; here we only count
+                continue
+            if self._consumer.logical(message.topic() or "") == SIGNALS:
+                self.state.signal(record)
+            else:
+                self.state.outcome(record)
 
     def close(self) -> None:
         self._consumer.close()

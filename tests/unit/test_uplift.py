@@ -3,17 +3,23 @@ from __future__ import annotations
 from tradeloop.uplift import LiveUplift
 
 
-def _exp(sid: str, action: float, r: float, version: str | None, status: str = "COMPLETE") -> dict:
-    return {"signal_id": sid, "action": action, "return_unit": r, "model_version": version, "status": status}
+def _signal(sid: str, action: float, version: str | None) -> dict:
+    return {"signal_id": sid, "action": action, "model_version": version}
 
 
-def test_counts_only_model_decisions_once_and_computes_uplift() -> None:
+def _outcome(sid: str, r: float) -> dict:
+    return {"signal_id": sid, "return_unit": r}
+
+
+def test_counts_closed_model_decisions_in_either_order() -> None:
     live = LiveUplift()
-    live.add(_exp("a", 2.0, 0.01, "v1"))
-    live.add(_exp("a", 2.0, 0.01, "v1"))  # duplicate delivery
-    live.add(_exp("b", 0.5, -0.02, "v1"))
-    live.add(_exp("c", 1.5, 0.03, None))  # rule or fixed: not a model decision
-    live.add({**_exp("d", 1.0, 0.0, "v1", "CENSORED"), "return_unit": None})
+    live.signal(_signal("a", 2.0, "v1"))
+    live.outcome(_outcome("a", 0.01))
+    live.outcome(_outcome("b", -0.02))  # outcome read before its signal
+    live.signal(_signal("b", 0.5, "v1"))
+    live.signal(_signal("c", 1.5, None))  # the rule sized it: not a model decision
+    live.outcome(_outcome("c", 0.03))
+    live.signal(_signal("d", 2.0, "v2"))  # still open: not counted yet
     assert live.decisions_with_model == 2
     # (2-1)*0.01 + (0.5-1)*(-0.02) = 0.01 + 0.01
     assert abs(live.uplift - 0.02) < 1e-12

@@ -96,7 +96,7 @@ def up(
         str, typer.Option(help="Simulator pace after warm-up: realtime, xK (e.g. x20) or max.")
     ] = "x20",
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
-    warmup: Annotated[int, typer.Option(help="Signal/outcome pairs written first as bootstrap data.")] = 6000,
+    warmup: Annotated[int, typer.Option(help="Signal/outcome pairs written first as bootstrap data.")] = 2500,
     summary_json: Annotated[
         Path | None, typer.Option(help="Write a JSON summary here when stopping.")
     ] = None,
