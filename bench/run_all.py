@@ -67,6 +67,9 @@ BENCHES: tuple[Bench, ...] = (
     Bench("learning_quality", (), (
         Target("oracle_uplift_fraction", "sizer: fraction of oracle Sharpe uplift", GE, 0.8, ">= 0.8"),
     ), timeout=2400),
+    Bench("load", (), (
+        Target("events_per_s", "whole loop at full rate, events/s (RSS bounded)", GE, 5_000, ">= 5,000"),
+    ), timeout=900),
     Bench("allocator_quality", (), (
         Target("oracle_uplift_fraction", "allocator: fraction of oracle uplift", GE, 0.6, ">= 0.6"),
     ), timeout=2400),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.codec import Codec
 from streams.errors import DeliveryError
@@ -43,33 +43,70 @@ class EventProducer:
     ) -> None:
         self.settings = settings
         self.codec = codec or Codec.from_settings(settings)
-        overrides = {"error_cb": self._on_error, **(config or {})}
-        self._producer = Producer(producer_config(settings, client_id, **overrides))
+        self._config = producer_config(settings, client_id, **(config or {}))
         self._lock = threading.Lock()
         self.delivered = 0
         self.failed = 0
+        self.replaced = 0
         self.last_error: str | None = None
         self.broker_down_since: float | None = None
+        self._generation = 0
+        self._retired: list[Producer] = []  # replaced clients, polled until their queues are empty
+        self._producer = self._client()
 
-    def _on_error(self, error: KafkaError) -> None:
+    def _client(self) -> Producer:
+        generation = self._generation
+        return Producer({**self._config, "error_cb": lambda error: self._on_error(error, generation)})
+
+    def _renew(self, generation: int, why: object) -> None:
+        """Replace the client of ``generation`` with a fresh one (a fatal error or a delivery timeout).
+
+        A broker that lost its producer state (Tansu keeps it in memory, so a restart does) answers
+        UNKNOWN_PRODUCER_ID to every later batch of an idempotent client, which retries until its
+        records time out; after a fatal error the client refuses every record. A new client gets a
+        new producer id. The old one is purged and polled until empty: its records report as failed.
+        """
+        with self._lock:
+            if generation != self._generation:
+                return  # already replaced
+            self._generation += 1
+            self._retired.append(self._producer)
+            self._producer = self._client()
+            self.replaced += 1
+        log.warning("producer client replaced after %s", why)
+
+    def _poll_retired(self) -> None:
+        # Purged outside any callback of the old client: what it still held reports as failed
+        # (_PURGE_*), and an idle old client cannot re-register and fence its replacement.
+        for old in list(self._retired):
+            old.purge()
+            old.poll(0)
+            if len(old) == 0:
+                self._retired.remove(old)
+
+    def _on_error(self, error: KafkaError, generation: int) -> None:
         # _ALL_BROKERS_DOWN and _TRANSPORT are how librdkafka reports an outage; keep it visible.
         self.last_error = str(error)
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if error.fatal():
+            self._renew(generation, error)
+        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             if self.broker_down_since is None:
                 self.broker_down_since = time.monotonic()
                 log.warning("broker unreachable: %s", error)
         else:
             log.warning("producer error: %s", error)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+    def _on_delivery(self, error: KafkaError | None, message: Message, generation: int) -> None:
         with self._lock:
             if error is None:
                 self.delivered += 1
                 self.broker_down_since = None
-            else:
-                self.failed += 1
-                self.last_error = str(error)
-                log.error("delivery to %s failed: %s", message.topic(), error)
+                return
+            self.failed += 1
+            self.last_error = str(error)
+        log.error("delivery to %s failed: %s", message.topic(), error)
+        if error.code() == KafkaError._MSG_TIMED_OUT or error.fatal():
+            self._renew(generation, error)
 
     def send_raw(
         self,
@@ -80,25 +117,30 @@ class EventProducer:
         timestamp_ms: int | None = None,
     ) -> None:
         """Produce already-encoded bytes to logical ``topic``; waits while the local queue is full."""
-        callback = self._on_delivery
-        if on_delivery is not None:
-            user = on_delivery
+        generation = self._generation
 
-            def callback(error: KafkaError | None, message: Message) -> None:
-                self._on_delivery(error, message)
-                user(error, message)
+        def callback(error: KafkaError | None, message: Message) -> None:
+            self._on_delivery(error, message, generation)
+            if on_delivery is not None:
+                on_delivery(error, message)
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": callback}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
         full = self.settings.topic(topic)
         while True:
+            producer = self._producer
             try:
-                self._producer.produce(full, **kwargs)
+                producer.produce(full, **kwargs)
                 break
             except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+                producer.poll(0.05)
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                self._renew(generation, exc.args[0])
+                generation = self._generation
+        self.poll(0)
 
     def send(
         self,
@@ -117,10 +159,12 @@ class EventProducer:
         self.send_raw(topic, key, self.codec.encode(topic, record), on_delivery)
 
     def poll(self, timeout: float = 0.0) -> int:
+        if self._retired:
+            self._poll_retired()
         return int(self._producer.poll(timeout))
 
     def pending(self) -> int:
-        return len(self._producer)
+        return len(self._producer) + sum(len(old) for old in self._retired)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every produced record is acknowledged.
@@ -129,7 +173,11 @@ class EventProducer:
             DeliveryError: records still unacknowledged after ``timeout`` (e.g. broker down), or
                 records that failed delivery since the last flush.
         """
-        remaining = self._producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        remaining = 0
+        for client in [*self._retired, self._producer]:
+            remaining += client.flush(max(0.0, deadline - time.monotonic()))
+        self._poll_retired()
         with self._lock:
             failed, self.failed = self.failed, 0
         if remaining:
