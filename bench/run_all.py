@@ -114,6 +114,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--markdown", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--reuse", action="store_true", help="write the table from the JSON already in --results-dir"
+    )
     args = parser.parse_args()
     wanted = {n for n in args.only.split(",") if n}
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,14 @@ def main() -> None:
         if wanted and bench.name not in wanted:
             continue
         print(f"running {bench.name} ...", flush=True)
-        result, status, elapsed = run(bench, args.results_dir)
+        existing = args.results_dir / f"{bench.name}.json"
+        if args.reuse:
+            found = existing.exists()
+            result, status, elapsed = (json.loads(existing.read_text()) if found else None), "not run", 0.0
+            if found:
+                status = f"ok (run {result.get('date', '?')})"
+        else:
+            result, status, elapsed = run(bench, args.results_dir)
         print(f"  {status} in {elapsed:.0f}s", flush=True)
         for target in bench.targets:
             value = _value(result, target.key) if result else None

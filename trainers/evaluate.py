@@ -35,6 +35,7 @@ __all__ = [
     "GateResult",
     "block_bootstrap_indices",
     "compute_metrics",
+    "evaluate_pnl",
     "evaluate_policies",
     "metric_values",
     "score_rule",
@@ -135,8 +136,33 @@ def evaluate_policies(
     is better, also for ``max_drawdown``). Intervals reported are the [1 - c, c] quantiles.
     """
     pnl = {name: np.asarray(m, dtype=np.float64) * returns for name, m in multipliers.items()}
+    return evaluate_pnl(
+        pnl, candidate=candidate, reference=reference, metric=metric, margin=margin,
+        confidence=confidence, samples=samples, block=block, seed=seed, alpha=alpha,
+    )  # fmt: skip
+
+
+def evaluate_pnl(
+    pnl: Mapping[str, np.ndarray],
+    *,
+    candidate: str,
+    reference: str,
+    metric: str,
+    margin: float,
+    confidence: float,
+    samples: int,
+    block: int,
+    seed: int,
+    alpha: float = 0.05,
+) -> GateResult:
+    """:func:`evaluate_policies` on P&L series already computed per policy (same length, in order).
+
+    The allocator scores its policies this way: per period, ``weights . next-period returns``.
+    """
+    pnl = {name: np.asarray(p, dtype=np.float64) for name, p in pnl.items()}
+    n = len(pnl[candidate])
     policies = {name: compute_metrics(p, alpha) for name, p in pnl.items()}
-    idx = block_bootstrap_indices(len(returns), samples, block, np.random.default_rng(seed))
+    idx = block_bootstrap_indices(n, samples, block, np.random.default_rng(seed))
     lo_q, hi_q = 1.0 - confidence, confidence
     improvements: dict[str, dict[str, dict[str, float]]] = {}
     resampled_candidate = pnl[candidate][idx]
@@ -160,7 +186,7 @@ def evaluate_policies(
         improvements[name] = per_metric
     lower = improvements[reference][metric]["ci_low"]
     details = {
-        "holdout_rows": len(returns),
+        "holdout_rows": n,
         "bootstrap": {"samples": samples, "block": block, "confidence": confidence, "seed": seed},
         "cvar_alpha": alpha,
     }

@@ -19,11 +19,22 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 
 from trainers.errors import ExportError
 from trainers.policy import DeterministicSizer, SizerPolicyNet
 
-__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "OnnxSizer", "check_parity", "export_onnx"]
+__all__ = [
+    "INPUT_NAME",
+    "OPSET",
+    "OUTPUT_NAME",
+    "OnnxSizer",
+    "check_module_parity",
+    "check_parity",
+    "export_module",
+    "export_onnx",
+    "onnx_session",
+]
 
 INPUT_NAME: Final = "obs"
 OUTPUT_NAME: Final = "action"
@@ -36,7 +47,16 @@ def export_onnx(policy: SizerPolicyNet, n_features: int) -> bytes:
     Raises:
         ExportError: the exporter or the ONNX checker failed.
     """
-    model = DeterministicSizer(policy).eval()
+    return export_module(DeterministicSizer(policy), n_features)
+
+
+def export_module(module: nn.Module, n_features: int) -> bytes:
+    """ONNX bytes of an inference-only module: ``obs`` [batch, n_features] -> ``action`` [batch, m].
+
+    Raises:
+        ExportError: the exporter or the ONNX checker failed.
+    """
+    model = module.eval()
     buffer = io.BytesIO()
     try:
         torch.onnx.export(
@@ -55,13 +75,18 @@ def export_onnx(policy: SizerPolicyNet, n_features: int) -> bytes:
     return buffer.getvalue()
 
 
+def onnx_session(onnx_bytes: bytes) -> ort.InferenceSession:
+    """A one-thread CPU onnxruntime session."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxSizer:
     """An onnxruntime session over sizer ONNX bytes: normalised obs -> multipliers."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self._session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(onnx_bytes)
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Multipliers ``[batch]`` for normalised float32 observations ``[batch, n]``."""
@@ -75,9 +100,18 @@ def check_parity(onnx_bytes: bytes, policy: SizerPolicyNet, obs: np.ndarray, ato
     Raises:
         ExportError: the outputs differ by more than ``atol`` (or have the wrong shape).
     """
+    return check_module_parity(onnx_bytes, DeterministicSizer(policy), obs, atol)
+
+
+def check_module_parity(onnx_bytes: bytes, module: nn.Module, obs: np.ndarray, atol: float) -> float:
+    """Max |onnxruntime - torch| of ``module`` over ``obs``; raises unless it is within ``atol``.
+
+    Raises:
+        ExportError: the outputs differ by more than ``atol`` (or have the wrong shape).
+    """
     with torch.no_grad():
-        expected = DeterministicSizer(policy).eval()(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-    got = OnnxSizer(onnx_bytes)._session.run([OUTPUT_NAME], {INPUT_NAME: obs.astype(np.float32)})[0]
+        expected = module.eval()(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+    got = onnx_session(onnx_bytes).run([OUTPUT_NAME], {INPUT_NAME: obs.astype(np.float32)})[0]
     if got.shape != expected.shape or got.dtype != np.float32:
         raise ExportError(f"ONNX output {got.dtype}{got.shape}, torch {expected.dtype}{expected.shape}")
     worst = float(np.max(np.abs(got - expected))) if len(obs) else 0.0

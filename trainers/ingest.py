@@ -1,4 +1,5 @@
-"""Consumes the experiences topic into the replay store, committing only what is durable.
+"""Consumes the experiences topic into the replay store (and the allocation-periods topic into the
+allocation store, :data:`PERIODS`), committing only what is durable.
 
 Each poll batch is decoded and validated; bad records go to the dead-letter topic with a reason
 (and that producer is flushed first), then the good rows and the next offsets are written to the
@@ -17,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
@@ -27,11 +29,44 @@ from streams.consumer import EventConsumer
 from streams.errors import BrokerError, SchemaDecodeError
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER, EXPERIENCES
+from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER, EXPERIENCES
 from trainers import metrics
-from trainers.replay import ReplayStore, validate_experience
+from trainers.allocator_data import validate_period
+from trainers.replay import WriteResult, validate_experience
 
-__all__ = ["IngestTotals", "Ingestor"]
+__all__ = ["EXPERIENCES_SOURCE", "PERIODS", "IngestSource", "IngestTotals", "Ingestor", "Store"]
+
+
+class Store(Protocol):
+    """What the ingestor writes to: rows and their offsets in one durable transaction."""
+
+    def offsets(self, topic: str) -> dict[int, int]: ...
+
+    def write(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        offsets: Mapping[tuple[str, int], int] | None = None,
+        rejected: Mapping[str, int] | None = None,
+    ) -> WriteResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSource:
+    """One ingested topic: its logical name, record check, and the counter of what happened."""
+
+    topic: str
+    validate: Callable[[Mapping[str, Any]], str | None]
+    what: str  # names the records in dead-letter errors
+    counter: Any  # a prometheus Counter with an ``outcome`` label
+    lag: Any  # a prometheus Gauge of the messages not yet ingested
+
+
+EXPERIENCES_SOURCE = IngestSource(
+    EXPERIENCES, validate_experience, "experience", metrics.INGESTED, metrics.CONSUMER_LAG
+)
+PERIODS = IngestSource(
+    ALLOCATION_PERIODS, validate_period, "allocation period", metrics.PERIODS_INGESTED, metrics.PERIODS_LAG
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +92,26 @@ class IngestTotals:
 
 
 class Ingestor:
-    """Experiences topic -> replay store. Not thread-safe: use it from one thread."""
+    """Experiences topic -> replay store (or another :class:`IngestSource` -> its store).
+
+    Not thread-safe: use it from one thread.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        store: ReplayStore,
+        store: Store,
         component_id: str = "trainer",
         dead_letters: EventProducer | None = None,
+        source: IngestSource = EXPERIENCES_SOURCE,
     ) -> None:
         self.settings = settings
         self.store = store
         self.component_id = component_id
-        self.topic = settings.topic(EXPERIENCES)
+        self.source = source
+        self.topic = settings.topic(source.topic)
         self._consumer = EventConsumer(
-            settings, settings.trainer.group_id, client_id=f"{component_id}-ingest"
+            settings, settings.trainer.group_id, client_id=f"{component_id}-ingest-{source.topic}"
         )
         self._dead = dead_letters
         self._next: dict[int, int] = {}
@@ -125,12 +165,10 @@ class Ingestor:
                 batch.rejected[exc.reason] += 1
                 self._dead_letter(message, exc.reason, str(exc))
                 continue
-            reason = validate_experience(record)
+            reason = self.source.validate(record)
             if reason is not None:
                 batch.rejected[reason] += 1
-                self._dead_letter(
-                    message, reason, f"experience {record.get('signal_id')!r} rejected: {reason}"
-                )
+                self._dead_letter(message, reason, f"{self.source.what} {message.key()!r} rejected: {reason}")
                 continue
             records.append(record)
         if self._dead is not None and batch.rejected:
@@ -152,13 +190,13 @@ class Ingestor:
             # The store already holds these offsets durably; a failed commit only delays lag tooling.
             log.warning("offset commit failed (the store keeps the offsets): %s", exc)
 
-    @staticmethod
-    def _count(batch: IngestTotals) -> None:
-        metrics.INGESTED.labels(outcome="inserted").inc(batch.inserted - batch.censored)
-        metrics.INGESTED.labels(outcome="censored").inc(batch.censored)
-        metrics.INGESTED.labels(outcome="corrected").inc(batch.corrected)
-        metrics.INGESTED.labels(outcome="duplicate").inc(batch.duplicates)
-        metrics.INGESTED.labels(outcome="rejected").inc(sum(batch.rejected.values()))
+    def _count(self, batch: IngestTotals) -> None:
+        counter = self.source.counter
+        counter.labels(outcome="inserted").inc(batch.inserted - batch.censored)
+        counter.labels(outcome="censored").inc(batch.censored)
+        counter.labels(outcome="corrected").inc(batch.corrected)
+        counter.labels(outcome="duplicate").inc(batch.duplicates)
+        counter.labels(outcome="rejected").inc(sum(batch.rejected.values()))
 
     def lag(self, timeout: float = 5.0) -> int:
         """Messages on the topic not yet ingested.
@@ -173,7 +211,7 @@ class Ingestor:
             _low, fetched = self._consumer.raw.get_watermark_offsets(tp, cached=True)
             _low, listed = self._consumer.raw.get_watermark_offsets(tp, timeout=timeout, cached=False)
             total += max(0, max(fetched, listed) - position)
-        metrics.CONSUMER_LAG.set(total)
+        self.source.lag.set(total)
         return total
 
     def drain(self, deadline: float = 600.0) -> IngestTotals:

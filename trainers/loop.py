@@ -1,8 +1,9 @@
 """The trainer process: ingest experiences continuously, retrain when a trigger fires, publish.
 
-Two threads: the ingest thread owns the consumer and a writing store connection (and enforces
+Two threads: the ingest thread owns the consumers and the writing store connections (and enforces
 retention); the main thread checks the triggers every ``check_interval_seconds`` and runs
-training runs (Ray and RLlib live there). A failed run is retried with exponential backoff; an
+training runs (Ray and RLlib live there). With ``trainer.allocator.enabled`` the same threads
+ingest allocation periods and train the allocator (:mod:`trainers.allocator_loop`). A failed run is retried with exponential backoff; an
 interrupted run resumes first. The process serves ``/metrics`` and publishes heartbeats with the
 serving model version and the last training result.
 """
@@ -22,8 +23,10 @@ from streams.metrics import serve_metrics
 from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
+from trainers.allocator_data import AllocationStore
+from trainers.allocator_loop import AllocatorTrack
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
-from trainers.ingest import Ingestor, IngestTotals
+from trainers.ingest import PERIODS, Ingestor, IngestTotals
 from trainers.pipeline import RunOutcome, TrainingPipeline
 from trainers.registry import ModelRegistry
 from trainers.replay import ReplayStore
@@ -97,7 +100,9 @@ class TrainerLoop:
         )  # fmt: skip
         self.backoff = Backoff(self.cfg.retry_base_seconds, self.cfg.retry_max_seconds)
         self.outcomes: list[RunOutcome] = []
+        self.allocator: AllocatorTrack | None = None
         self.ingested = IngestTotals()
+        self.periods_ingested = IngestTotals()
         self._lag = 0
         self._ingest_error: BaseException | None = None
         self._last_result = TrainerState.load(settings.data_dir).last_result
@@ -106,26 +111,41 @@ class TrainerLoop:
     # -- ingest thread -----------------------------------------------------------------------
 
     def _ingest(self, stop: threading.Event, ready: threading.Event) -> None:
+        periods: Ingestor | None = None
+        period_store: AllocationStore | None = None
         try:
             with ReplayStore.open(self.settings.data_dir) as store:
                 ingestor = Ingestor(self.settings, store, self.ident)
                 ingestor.start()
+                if self.cfg.allocator.enabled:
+                    period_store = AllocationStore.open(self.settings.data_dir)
+                    periods = Ingestor(self.settings, period_store, self.ident, source=PERIODS)
+                    periods.start()
                 ready.set()
                 next_retention = 0.0
                 try:
                     while not stop.is_set():
                         batch = ingestor.poll(timeout=0.2)
                         self.ingested.add(batch)
+                        if periods is not None:
+                            self.periods_ingested.add(periods.poll(timeout=0.0 if batch.messages else 0.05))
                         now = time.monotonic()
                         if now >= next_retention:
                             max_age = int(self.cfg.replay_max_age_days * 86_400e6)
                             store.enforce_retention(self.cfg.replay_max_rows, max_age)
                             self._lag = ingestor.lag()
+                            if periods is not None and period_store is not None:
+                                periods.lag()
+                                period_store.enforce_retention(self.cfg.allocator.replay_max_periods)
                             next_retention = now + _RETENTION_EVERY_S
                         if batch.messages:
                             metrics.REPLAY_ROWS.labels(kind="all").set(store.count())
                 finally:
                     ingestor.close()
+                    if periods is not None:
+                        periods.close()
+                    if period_store is not None:
+                        period_store.close()
         except BaseException as exc:
             # The loop cannot learn without ingestion: stop the process so a supervisor restarts it.
             self._ingest_error = exc
@@ -144,13 +164,19 @@ class TrainerLoop:
             "lag": float(self._lag),
             "runs": float(len(self.outcomes)),
             "failures": float(self.backoff.failures),
+            "periods_ingested": float(self.periods_ingested.messages),
+            "allocator_runs": float(len(self.allocator.outcomes) if self.allocator else 0),
         }
 
     def _info(self, registry: ModelRegistry) -> dict[str, str]:
-        return {"serving_model": registry.serving_version or "none", "last_training": self._last_result}
+        info = {"serving_model": registry.serving_version or "none", "last_training": self._last_result}
+        if self.allocator is not None:
+            info["serving_allocator"] = self.allocator.registry.serving_version or "none"
+            info["last_allocator_training"] = self.allocator.last_result
+        return info
 
     def run(self, stop: threading.Event, max_runs: int | None = None) -> None:
-        """Run until ``stop`` is set (or ``max_runs`` runs finished).
+        """Run until ``stop`` is set (or ``max_runs`` runs of the sizer and allocator finished).
 
         Raises:
             TrainerError, BrokerError: ingestion failed (the loop stops with it).
@@ -178,10 +204,16 @@ class TrainerLoop:
             progress=False,
         )
         view = StoreView(self.settings, store, registry)
+        if self.cfg.allocator.enabled:
+            self.allocator = AllocatorTrack(self.settings, producer, self.console)
         waiting_for_seq = -1
         self.ready.set()
         try:
             while not stop.wait(self.cfg.check_interval_seconds):
+                if self.allocator is not None and not self.allocator.step(stop):
+                    break
+                if max_runs is not None and self._finished() >= max_runs:
+                    break
                 metrics.REPLAY_ROWS.labels(kind="trainable").set(store.count(trainable_only=True))
                 if not self.backoff.ready(time.monotonic()) or store.max_seq() == waiting_for_seq:
                     continue
@@ -204,16 +236,22 @@ class TrainerLoop:
                     delay = self.backoff.failed(time.monotonic())
                     self._last_result = f"failed: {type(exc).__name__}"
                     log.exception("training run failed (%s); retrying in %.0fs", exc, delay)
-                if max_runs is not None and len(self.outcomes) >= max_runs:
+                if max_runs is not None and self._finished() >= max_runs:
                     break
         finally:
             stop.set()
             ingest.join(10.0)
+            if self.allocator is not None:
+                self.allocator.close()
             beat.stop()
             producer.flush(10.0)
             store.close()
         if self._ingest_error is not None:
             raise self._ingest_error
+
+    def _finished(self) -> int:
+        """Finished runs of both models (``max_runs`` counts these)."""
+        return len(self.outcomes) + (len(self.allocator.outcomes) if self.allocator else 0)
 
     def _run_once(self, pipeline: TrainingPipeline, fired: list[Fired], stop: threading.Event) -> None:
         reason = "; ".join(f"{f.trigger}: {f.detail}" for f in fired)

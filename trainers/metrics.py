@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from prometheus_client import Counter, Gauge
 
 __all__ = [
+    "ALLOCATOR_EVAL_METRIC",
+    "ALLOCATOR_LAST_TRAINING",
+    "ALLOCATOR_RUNS",
+    "ALLOCATOR_WEIGHT",
     "CONSUMER_LAG",
     "EPISODE_RETURN",
     "EVAL_METRIC",
@@ -17,6 +21,8 @@ __all__ = [
     "LAST_TRAINING",
     "LOSS",
     "MODELS_PUBLISHED",
+    "PERIODS_INGESTED",
+    "PERIODS_LAG",
     "REPLAY_ROWS",
     "RUNS",
     "TRAINING_FAILURES",
@@ -51,6 +57,33 @@ RUNS = Counter("tradeloop_trainer_runs_total", "Training runs by result", ["resu
 TRAINING_FAILURES = Counter("tradeloop_trainer_training_failures_total", "Training runs that raised")
 LAST_TRAINING = Gauge("tradeloop_trainer_last_training_timestamp_seconds", "Unix time the last run finished")
 TRAINING_SECONDS = Gauge("tradeloop_trainer_training_duration_seconds", "Wall time of the last run")
+
+# The allocator has its own series, so sizer alerts and dashboards keep their meaning.
+PERIODS_INGESTED = Counter(
+    "tradeloop_trainer_allocation_periods_ingested_total",
+    "AllocationPeriod records consumed, by what the allocation store did with them",
+    ["outcome"],
+)
+PERIODS_LAG = Gauge(
+    "tradeloop_trainer_allocation_periods_lag_messages", "Allocation periods not yet ingested"
+)
+ALLOCATOR_RUNS = Counter(
+    "tradeloop_trainer_allocator_runs_total", "Allocator training runs by result", ["result"]
+)
+ALLOCATOR_LAST_TRAINING = Gauge(
+    "tradeloop_trainer_allocator_last_training_timestamp_seconds", "Unix time the last allocator run finished"
+)
+ALLOCATOR_EVAL_METRIC = Gauge(
+    "tradeloop_trainer_allocator_eval_metric",
+    "Hold-out metric of the latest allocator evaluation, by policy",
+    ["policy", "metric"],
+)
+ALLOCATOR_WEIGHT = Gauge(
+    "tradeloop_trainer_allocator_weight",
+    "Mean hold-out weight per strategy of the newest published allocator (served weights: "
+    "tradeloop_inference_* on the workers)",
+    ["strategy"],
+)
 
 
 def record_iteration(stats: Mapping[str, float]) -> None:

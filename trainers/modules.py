@@ -1,8 +1,10 @@
-"""The sizer's torch RLModule for RLlib's new API stack (PPO needs the value function API).
+"""The torch RLModule of the sizer and the allocator for RLlib's new API stack (PPO needs the value
+function API).
 
 The policy part is :class:`trainers.policy.SizerPolicyNet`, whose weights keep the ``_pi.`` prefix
-in the module's state dict; the log std is one state-independent parameter and the value function
-a separate MLP of the same widths.
+in the module's state dict; the log std is one state-independent parameter per action dimension
+and the value function a separate MLP of the same widths. The action space's size sets the
+number of outputs (1 for the sizer, one per strategy for the allocator).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ __all__ = ["SizerTorchModule"]
 
 
 class SizerTorchModule(TorchRLModule, ValueFunctionAPI):
-    """PPO-compatible RLModule. ``model_config``: ``hidden`` (list of widths), ``init_log_std``."""
+    """PPO-compatible RLModule. ``model_config``: ``hidden`` (list of widths), ``init_log_std``,
+    ``init_mean`` (initial policy mean in RLlib's normalised action range; None: the sizer's 1.0)."""
 
     @override(RLModule)
     def setup(self) -> None:
@@ -31,8 +34,10 @@ class SizerTorchModule(TorchRLModule, ValueFunctionAPI):
         n_features = int(self.observation_space.shape[0])
         config = dict(self.model_config or {})  # type: ignore[arg-type]
         hidden = list(config.get("hidden", [32, 32]))
-        self._pi = SizerPolicyNet(n_features, hidden)
-        self._log_std = nn.Parameter(torch.full((1,), float(config.get("init_log_std", 0.0))))
+        assert self.action_space is not None and self.action_space.shape is not None
+        n_actions = int(self.action_space.shape[0])
+        self._pi = SizerPolicyNet(n_features, hidden, n_actions, config.get("init_mean"))
+        self._log_std = nn.Parameter(torch.full((n_actions,), float(config.get("init_log_std", 0.0))))
         self._vf = nn.Sequential(*mlp(n_features, hidden), nn.Linear(hidden[-1] if hidden else n_features, 1))
 
     @override(RLModule)

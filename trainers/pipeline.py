@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.clock import now_us
 from streams.features import SIZER_SPEC
@@ -31,9 +30,10 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
 from trainers.dataset import NormStats, chronological_split, data_hash, prepare, window_info
-from trainers.errors import NotEnoughDataError, TrainingError, TrainingInterrupted
+from trainers.errors import NotEnoughDataError, TrainingInterrupted
 from trainers.evaluate import evaluate_policies, score_rule
 from trainers.export import OnnxSizer, check_parity, export_onnx
+from trainers.iterations import run_iterations
 from trainers.policy import (
     DeterministicSizer,
     SizerPolicyNet,
@@ -46,7 +46,7 @@ from trainers.replay import ReplayStore
 from trainers.rllib_ppo import PPORunner
 from trainers.runstate import RunDir, TrainerState
 from trainers.sizer_env import ACTION_HIGH, ACTION_LOW
-from trainers.trainlog import TrainLog, iteration_checks
+from trainers.trainlog import TrainLog
 
 __all__ = ["RunOutcome", "TrainingPipeline"]
 
@@ -172,47 +172,20 @@ class TrainingPipeline:
     def _train(
         self, run: RunDir, norm: NormStats, probe: np.ndarray, stop: threading.Event | None
     ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        info = run.info()
-        runner = self._runner(run, info, norm)
-        last: dict[str, float] = {}
-        start = int(info["iterations_done"])
-        total = int(info["iterations"])
-        columns = (
-            TextColumn("[bold]train[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("return {task.fields[ret]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
-        )  # fmt: skip
+        runner = self._runner(run, run.info(), norm)
+
+        def probe_stats(weights: dict[str, np.ndarray]) -> dict[str, float]:
+            policy = policy_from_state(weights, probe.shape[1], self.cfg.hidden)
+            return {
+                "dead_units": dead_unit_share(policy, probe),
+                "mean_multiplier": _mean_multiplier(policy, probe),
+            }
+
         try:
-            with Progress(*columns, console=self.console, disable=not self.progress) as bar:
-                task = bar.add_task(info["run_id"], total=total, completed=start, ret="-", loss="-")
-                for iteration in range(start + 1, total + 1):
-                    if stop is not None and stop.is_set():
-                        raise TrainingInterrupted(
-                            f"run {info['run_id']} stopped after iteration {iteration - 1}"
-                        )
-                    stats = runner.train()
-                    policy = policy_from_state(runner.weights(), probe.shape[1], self.cfg.hidden)
-                    stats["dead_units"] = dead_unit_share(policy, probe)
-                    stats["mean_multiplier"] = _mean_multiplier(policy, probe)
-                    checks = iteration_checks(stats)
-                    self.trainlog.log_iteration(info["run_id"], iteration, stats, checks)
-                    metrics.record_iteration(stats)
-                    log.info(
-                        "run %s iteration %d/%d: return %.4g, loss %.4g, grad %.3g, ev %.3f%s",
-                        info["run_id"], iteration, total, stats["return_mean"], stats["total_loss"],
-                        stats["grad_norm"], stats["explained_var"], f" checks {checks}" if checks else "",
-                    )  # fmt: skip
-                    if "non_finite_loss" in checks:
-                        raise TrainingError(f"iteration {iteration}: non-finite loss {stats}")
-                    runner.save(run.checkpoint)
-                    run.update(iterations_done=iteration, env_steps=stats["env_steps"])
-                    bar.update(
-                        task,
-                        completed=iteration,
-                        ret=f"{stats['return_mean']:.4g}",
-                        loss=f"{stats['total_loss']:.4g}",
-                    )
-                    last = stats
-            return runner.weights(), last
+            return run_iterations(
+                runner, run, trainlog=self.trainlog, probe=probe_stats, console=self.console,
+                progress=self.progress, stop=stop, on_iteration=metrics.record_iteration,
+            )  # fmt: skip
         finally:
             runner.stop()
 

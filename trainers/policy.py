@@ -53,14 +53,20 @@ def to_normalised_action(multiplier: float, low: float = ACTION_LOW, high: float
 
 
 class SizerPolicyNet(nn.Module):
-    """Normalised observations -> Gaussian mean in RLlib's normalised action range."""
+    """Normalised observations -> Gaussian mean in RLlib's normalised action range.
 
-    def __init__(self, n_features: int, hidden: Sequence[int]) -> None:
+    The allocator uses the same network with ``n_actions`` outputs (one per strategy) and
+    ``init_mean`` 0 (logits 0: equal weights); the defaults are the sizer's (multiplier 1.0).
+    """
+
+    def __init__(
+        self, n_features: int, hidden: Sequence[int], n_actions: int = 1, init_mean: float | None = None
+    ) -> None:
         super().__init__()
         self.net = mlp(n_features, hidden)
-        self.mean = nn.Linear(hidden[-1] if hidden else n_features, 1)
+        self.mean = nn.Linear(hidden[-1] if hidden else n_features, n_actions)
         nn.init.zeros_(self.mean.weight)
-        nn.init.constant_(self.mean.bias, to_normalised_action(1.0))
+        nn.init.constant_(self.mean.bias, to_normalised_action(1.0) if init_mean is None else init_mean)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean(self.net(torch.clamp(obs, -OBS_CLIP, OBS_CLIP)))
@@ -81,9 +87,11 @@ class DeterministicSizer(nn.Module):
         return torch.clamp(action, self.low, self.high)
 
 
-def policy_from_state(state: Mapping[str, Any], n_features: int, hidden: Sequence[int]) -> SizerPolicyNet:
+def policy_from_state(
+    state: Mapping[str, Any], n_features: int, hidden: Sequence[int], n_actions: int = 1
+) -> SizerPolicyNet:
     """A :class:`SizerPolicyNet` loaded from a :class:`SizerTorchModule` state dict."""
-    policy = SizerPolicyNet(n_features, hidden)
+    policy = SizerPolicyNet(n_features, hidden, n_actions)
     own = {
         k.removeprefix("_pi."): torch.as_tensor(np.asarray(v))
         for k, v in state.items()

@@ -7,6 +7,9 @@ the next run resumes it on the same data from its last checkpoint.
 
 ``<data_dir>/trainer/state.json`` keeps what spans runs: the replay sequence number the last run
 saw (so triggers count new experiences), when it finished, and runs since the last full retrain.
+
+Those are the sizer's paths; another model (the allocator) keeps its runs and state under
+``<data_dir>/trainer/<model>/``, so the two never resume each other's runs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import numpy as np
 from trainers.dataset import NormStats
 
 __all__ = ["RunDir", "TrainerState"]
+
+
+def _base(data_dir: Path, model: str) -> Path:
+    return data_dir / "trainer" if model == "sizer" else data_dir / "trainer" / model
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -44,18 +51,18 @@ class TrainerState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
-    def path(data_dir: Path) -> Path:
-        return data_dir / "trainer" / "state.json"
+    def path(data_dir: Path, model: str = "sizer") -> Path:
+        return _base(data_dir, model) / "state.json"
 
     @classmethod
-    def load(cls, data_dir: Path) -> TrainerState:
-        path = cls.path(data_dir)
+    def load(cls, data_dir: Path, model: str = "sizer") -> TrainerState:
+        path = cls.path(data_dir, model)
         if not path.exists():
             return cls()
         return cls(**json.loads(path.read_text()))
 
-    def save(self, data_dir: Path) -> None:
-        path = self.path(data_dir)
+    def save(self, data_dir: Path, model: str = "sizer") -> None:
+        path = self.path(data_dir, model)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(path, asdict(self))
 
@@ -67,20 +74,20 @@ class RunDir:
         self.path = path
 
     @staticmethod
-    def root(data_dir: Path) -> Path:
-        return data_dir / "trainer" / "runs"
+    def root(data_dir: Path, model: str = "sizer") -> Path:
+        return _base(data_dir, model) / "runs"
 
     @classmethod
-    def create(cls, data_dir: Path, run_id: str, info: dict[str, Any]) -> RunDir:
-        run = cls(cls.root(data_dir) / run_id)
+    def create(cls, data_dir: Path, run_id: str, info: dict[str, Any], model: str = "sizer") -> RunDir:
+        run = cls(cls.root(data_dir, model) / run_id)
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_info({"run_id": run_id, "status": "preparing", "iterations_done": 0, **info})
         return run
 
     @classmethod
-    def interrupted(cls, data_dir: Path) -> RunDir | None:
+    def interrupted(cls, data_dir: Path, model: str = "sizer") -> RunDir | None:
         """The newest run left ``running`` (or ``preparing`` with its data saved), if any."""
-        root = cls.root(data_dir)
+        root = cls.root(data_dir, model)
         if not root.is_dir():
             return None
         for path in sorted(root.iterdir(), reverse=True):
@@ -131,9 +138,9 @@ class RunDir:
         shutil.rmtree(self.checkpoint, ignore_errors=True)
 
     @classmethod
-    def prune(cls, data_dir: Path, keep: int) -> None:
+    def prune(cls, data_dir: Path, keep: int, model: str = "sizer") -> None:
         """Delete the directories of finished runs beyond the newest ``keep``."""
-        root = cls.root(data_dir)
+        root = cls.root(data_dir, model)
         if not root.is_dir():
             return
         finished = []

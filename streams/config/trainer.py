@@ -12,7 +12,56 @@ from pydantic import Field
 
 from streams.config.base import Section
 
-__all__ = ["TrainerSettings"]
+__all__ = ["AllocatorTrainerSettings", "TrainerSettings"]
+
+
+class AllocatorTrainerSettings(Section):
+    """The allocator's knobs (``TRADELOOP_TRAINER__ALLOCATOR__<FIELD>``); docs/allocator.md explains them.
+
+    The gate (metric, margin, confidence, bootstrap), Ray, seed, parity tolerance, registry size
+    and publishing are shared with the sizer's fields of :class:`TrainerSettings`.
+    """
+
+    enabled: bool = Field(default=True, description="ingest allocation periods and train the allocator")
+    # Reward: weights of the Sharpe, P&L and drawdown terms of each period (docs/allocator.md).
+    reward_sharpe_weight: float = Field(default=0.6, ge=0)
+    reward_pnl_weight: float = Field(default=0.3, ge=0)
+    reward_drawdown_weight: float = Field(default=0.1, ge=0)
+    logit_bound: float = Field(
+        default=4.0,
+        gt=0,
+        description="logits = bound x the policy's action in [-1, 1] (weight ratio <= e^(2 bound))",
+    )
+    obs_noise: float = Field(
+        default=2.0, ge=0, description="std of noise on the normalised observations in training (regulariser)"
+    )
+    # PPO
+    iterations: int = Field(default=12, ge=1, description="PPO iterations of a full retrain")
+    warm_iterations: int = Field(default=4, ge=1, description="PPO iterations of a warm-started run")
+    train_batch_size: int = Field(default=2048, ge=64)
+    minibatch_size: int = Field(default=512, ge=16)
+    num_epochs: int = Field(default=6, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    entropy_coeff: float = Field(default=0.0, ge=0)
+    hidden: tuple[int, ...] = Field(default=(32,), description="hidden layer widths of the MLPs")
+    init_log_std: float = Field(default=-1.0, description="initial log std of the Gaussian over logits/bound")
+    num_envs: int = Field(default=16, ge=1)
+    episode_len: int = Field(default=32, ge=4, description="periods per episode")
+    # Data, hold-out and triggers
+    window_periods: int = Field(default=50_000, ge=20, description="newest periods a run uses")
+    min_train_periods: int = Field(default=100, ge=10, description="fewest training periods to train on")
+    holdout_fraction: float = Field(default=0.25, gt=0, lt=1)
+    inverse_vol_window: int = Field(
+        default=24, ge=2, description="trailing periods of the inverse-volatility baseline"
+    )
+    min_new_periods: int = Field(default=24, ge=1, description="retrain after this many new periods")
+    retrain_interval_seconds: float = Field(default=3600.0, gt=0)
+    drift_threshold: float = Field(default=0.25, gt=0)
+    drift_min_periods: int = Field(default=50, ge=10)
+    bootstrap_block: int = Field(
+        default=5, ge=1, description="moving-block length (periods) of the bootstrap"
+    )
+    replay_max_periods: int = Field(default=500_000, ge=100)
 
 
 class TrainerSettings(Section):
@@ -84,3 +133,5 @@ class TrainerSettings(Section):
     parity_atol: float = Field(default=1e-5, gt=0)
     publish: bool = Field(default=True, description="publish promoted models to the model-updates topic")
     keep_versions: int = Field(default=10, ge=2)
+
+    allocator: AllocatorTrainerSettings = Field(default_factory=AllocatorTrainerSettings)

@@ -136,10 +136,12 @@ def _show_allocator(settings: Settings, version: str, topic: bool, last: int, as
     if as_json:
         console.print_json(json.dumps(state, default=float))
         return
-    hold, current = state["holdout"], state["current"]
+    hold, current, entries = state["holdout"], state["current"], state["history"]
     names = (
-        list(hold["strategies"]) if hold else sorted({s for r in current.values() for s in r["strategies"]})
-    )
+        list(hold["strategies"]) if hold
+        else sorted({s for r in current.values() for s in r["strategies"]}) or
+        (list(entries[-1]["strategies"]) if entries else [])
+    )  # fmt: skip
     table = Table("source", "as of", "model", *names, title=f"allocator weights (serving {state['serving']})")
     for portfolio, record in sorted(current.items()):
         weights = dict(zip(record["strategies"], record["weights"], strict=True))
@@ -151,24 +153,29 @@ def _show_allocator(settings: Settings, version: str, topic: bool, last: int, as
         table.add_row("hold-out mean", "-", state["version"], *_weights_row(names, hold["mean"]))
         table.add_row("hold-out last", _time(hold["last_period_start"]), state["version"],
                       *_weights_row(names, hold["last"]))  # fmt: skip
-    console.print(table)
+    if table.rows:
+        console.print(table)
+    else:
+        console.print("no allocator serves and no StrategyWeights were read")
     if state["topic_error"]:
         console.print(f"[yellow]strategy-weights topic not read:[/yellow] {state['topic_error']}")
     history = Table("evaluated", "version", "result", "sharpe cand/equal", *names,
                     title="weight history: mean hold-out weights per evaluated version")  # fmt: skip
-    for entry in state["history"]:
+    for entry in entries:
         result = "published" if entry["published"] else ("passed" if entry["passed"] else "rejected")
         sharpe = entry["holdout_sharpe"]
         history.add_row(_time(entry["ts_us"]), entry["version"], result,
                         f"{sharpe.get('candidate', float('nan')):.3f}/{sharpe.get('equal', float('nan')):.3f}",
                         *_weights_row(names, entry["mean_weights"]))  # fmt: skip
-    console.print(history)
+    if history.rows:
+        console.print(history)
     served = Table("published", "portfolio", "model", *names, title="weights published on the topic (newest)")
     for record in state["published"][-last:]:
         weights = dict(zip(record["strategies"], record["weights"], strict=True))
         model = "fallback" if record["fallback"] else record["model_version"]
         served.add_row(_time(record["ts"]), record["portfolio"], model, *_weights_row(names, weights))
-    console.print(served)
+    if served.rows:
+        console.print(served)
 
 
 @models_app.command("promote")
