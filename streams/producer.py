@@ -43,7 +43,10 @@ class EventProducer:
     ) -> None:
         self.settings = settings
         self.codec = codec or Codec.from_settings(settings)
-        self._config = producer_config(settings, client_id, **(config or {}))
+        self._client_id = client_id
+        self._overrides = dict(config or {})
+        # A caller's error callback still hears every error; ours tracks outages and renewals.
+        self._user_error_cb = self._overrides.pop("error_cb", None)
         self._lock = threading.Lock()
         self.delivered = 0
         self.failed = 0
@@ -56,7 +59,13 @@ class EventProducer:
 
     def _client(self) -> Producer:
         generation = self._generation
-        return Producer({**self._config, "error_cb": lambda error: self._on_error(error, generation)})
+
+        def on_error(error: KafkaError) -> None:
+            self._on_error(error, generation)
+            if self._user_error_cb is not None:
+                self._user_error_cb(error)
+
+        return Producer(producer_config(self.settings, self._client_id, **self._overrides, error_cb=on_error))
 
     def _renew(self, generation: int, why: object) -> None:
         """Replace the client of ``generation`` with a fresh one (a fatal error or a delivery timeout).

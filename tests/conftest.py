@@ -52,3 +52,15 @@ def topics(settings: Settings) -> Settings:
     """``settings`` with every tradeloop topic created under its prefix."""
     create_topics(settings)
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _reset_client_log_levels() -> Iterator[None]:
+    """The CLI quiets client libraries' loggers for the whole process; a test that ran the CLI in
+    process must not hide those logs from the next test's ``caplog``."""
+    import logging
+
+    names = ("aiokafka", "librdkafka", "faust", "mode", "kafka")
+    for name in names:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    yield

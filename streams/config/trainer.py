@@ -43,7 +43,7 @@ class AllocatorTrainerSettings(Section):
     num_epochs: int = Field(default=6, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     entropy_coeff: float = Field(default=0.0, ge=0)
-    hidden: tuple[int, ...] = Field(default=(32,), description="hidden layer widths of the MLPs")
+    hidden: tuple[int, ...] = Field(default=(16,), description="hidden layer widths of the MLPs")
     init_log_std: float = Field(default=-1.0, description="initial log std of the Gaussian over logits/bound")
     num_envs: int = Field(default=16, ge=1)
     episode_len: int = Field(default=32, ge=4, description="periods per episode")
