@@ -1,8 +1,8 @@
 """Allocation periods for the allocator: a durable store, validation, and training pairs.
 
 The store is a sibling of the replay store, ``<data_dir>/replay/allocation_periods.sqlite``
-(SQLite, WAL, ``synchronous=FULL``), with the same guarantees: one row per ``(portfolio,
-period_start)``; a re-delivered period is a duplicate and changes nothing; the next offsets of the
+(:class:`trainers.sqlite_store.SqliteStore`: SQLite, WAL, ``synchronous=FULL``), with the same
+guarantees: one row per ``(portfolio, period_start)``; a re-delivered period is a duplicate and changes nothing; the next offsets of the
 allocation-periods topic are written in the same transaction as the rows, so
 :class:`trainers.ingest.Ingestor` restarts exactly where the data ends.
 
@@ -21,19 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from streams.clock import now_us
 from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME, observation
-from trainers.errors import ReplayStoreError
-from trainers.replay import WriteResult
+from trainers.sqlite_store import SqliteStore, WriteResult
 
 __all__ = ["AllocationStore", "PeriodPairs", "build_pairs", "choose_strategies", "validate_period"]
 
@@ -45,11 +42,6 @@ CREATE TABLE IF NOT EXISTS periods (
 );
 CREATE INDEX IF NOT EXISTS periods_ts ON periods (ts);
 CREATE INDEX IF NOT EXISTS periods_seq ON periods (seq);
-CREATE TABLE IF NOT EXISTS offsets (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _FIXED: Final = {"market": N_MARKET, "portfolio_state": N_PORTFOLIO, "regime": N_REGIME}
 _PER_STRATEGY: Final = ("strategy_returns", "strategy_sharpe", "strategy_drawdown")
@@ -79,82 +71,33 @@ def validate_period(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-class AllocationStore:
-    """Durable, de-duplicating store of AllocationPeriod records. One instance per thread."""
+class AllocationStore(SqliteStore):
+    """Durable, de-duplicating store of AllocationPeriod records. One instance per thread.
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # durable before offsets are committed
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ReplayStoreError(f"cannot open allocation store {path}: {exc}") from exc
+    :meth:`open` finds it at ``<data_dir>/replay/allocation_periods.sqlite``.
+    """
 
-    @classmethod
-    def open(cls, data_dir: Path) -> AllocationStore:
-        """The store of a data directory (``<data_dir>/replay/allocation_periods.sqlite``)."""
-        return cls(data_dir / "replay" / "allocation_periods.sqlite")
+    SCHEMA = _SCHEMA
+    FILENAME = "allocation_periods.sqlite"
+    WHAT = "allocation store"
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> AllocationStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _counter(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _bump(self, counts: Mapping[str, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            [(k, v) for k, v in counts.items() if v],
-        )
-
-    def write(
-        self,
-        records: Sequence[Mapping[str, Any]],
-        offsets: Mapping[tuple[str, int], int] | None = None,
-        rejected: Mapping[str, int] | None = None,
-    ) -> WriteResult:
-        """Store new valid ``records`` and the consumer's next ``offsets`` in one durable transaction."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._counter("seq")
-                ingested, inserted, duplicates = now_us(), 0, 0
-                for record in records:
-                    cursor = self._db.execute(
-                        "INSERT OR IGNORE INTO periods VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (record["portfolio"], int(record["period_start"]), int(record["ts"]),
-                         record["event_id"], json.dumps(dict(record)), ingested, seq + 1),
-                    )  # fmt: skip
-                    if cursor.rowcount:
-                        seq += 1
-                        inserted += 1
-                    else:
-                        duplicates += 1
-                self._db.executemany(
-                    "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) "
-                    "DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-                    [(t, p, o) for (t, p), o in (offsets or {}).items()],
-                )
-                counts = {"seq": inserted, "inserted": inserted, "duplicates": duplicates}
-                self._bump({**counts, **{f"rejected:{k}": n for k, n in (rejected or {}).items()}})
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise ReplayStoreError(f"allocation store write failed: {exc}") from exc
-        return WriteResult(inserted=inserted, duplicates=duplicates)
+    def _insert(self, records: Sequence[Mapping[str, Any]]) -> tuple[WriteResult, dict[str, int]]:
+        """Insert periods not stored yet; a period already held is a duplicate and changes nothing."""
+        seq = self._counter("seq")
+        ingested, inserted, duplicates = now_us(), 0, 0
+        for record in records:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO periods VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record["portfolio"], int(record["period_start"]), int(record["ts"]),
+                 record["event_id"], json.dumps(dict(record)), ingested, seq + 1),
+            )  # fmt: skip
+            if cursor.rowcount:
+                seq += 1
+                inserted += 1
+            else:
+                duplicates += 1
+        counts = {"seq": inserted, "inserted": inserted, "duplicates": duplicates}
+        return WriteResult(inserted=inserted, duplicates=duplicates), counts
 
     def enforce_retention(self, max_rows: int) -> int:
         """Delete the oldest periods beyond ``max_rows``; returns how many were deleted."""
@@ -167,21 +110,12 @@ class AllocationStore:
         self._bump({"retention_deleted": excess})
         return excess
 
-    def offsets(self, topic: str) -> dict[int, int]:
-        rows = self._db.execute("SELECT partition, next_offset FROM offsets WHERE topic = ?", (topic,))
-        return {int(p): int(o) for p, o in rows.fetchall()}
-
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM periods").fetchone()[0])
 
-    def max_seq(self) -> int:
-        return self._counter("seq")
-
     def count_since(self, seq: int) -> int:
+        """Periods stored after ingest sequence ``seq`` (the allocator's new-data trigger counts them)."""
         return int(self._db.execute("SELECT count(*) FROM periods WHERE seq > ?", (seq,)).fetchone()[0])
-
-    def counters(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._db.execute("SELECT name, value FROM counters")}
 
     def periods(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` periods (all when None) as records, oldest first."""

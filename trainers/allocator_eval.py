@@ -32,7 +32,7 @@ import numpy as np
 from streams.config.trainer import TrainerSettings
 from trainers.allocator_data import PeriodPairs
 from trainers.allocator_env import AllocatorRunData, RewardWeights, period_reward, portfolio_risk
-from trainers.evaluate import GateResult, evaluate_pnl
+from trainers.evaluate import CANDIDATE, GateResult, evaluate_pnl
 
 __all__ = [
     "CANDIDATE",
@@ -46,7 +46,6 @@ __all__ = [
     "weight_history",
 ]
 
-CANDIDATE: Final = "candidate"
 EQUAL: Final = "equal"
 INVERSE_VOL: Final = "inverse_vol"
 SERVING: Final = "serving"

@@ -25,13 +25,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NotRequired, TypedDict, Unpack
 
 import numpy as np
 
 __all__ = [
+    "CANDIDATE",
     "HIGHER_IS_BETTER",
     "METRICS",
+    "GateOptions",
     "GateResult",
     "block_bootstrap_indices",
     "compute_metrics",
@@ -41,6 +43,8 @@ __all__ = [
     "score_rule",
 ]
 
+# The name every gate gives the policy it decides on (the baselines have the kinds' own names).
+CANDIDATE: Final = "candidate"
 METRICS: Final = ("mean_return", "sharpe", "cvar", "max_drawdown", "win_rate", "profit_factor")
 HIGHER_IS_BETTER: Final = {m: m != "max_drawdown" for m in METRICS}
 _PF_CAP: Final = 1000.0
@@ -115,19 +119,29 @@ class GateResult:
         }
 
 
+class GateOptions(TypedDict):
+    """How the gate decides: the keyword arguments of :func:`evaluate_policies` and :func:`evaluate_pnl`.
+
+    One definition serves both entry points, so the sizer's and the allocator's gates cannot drift
+    apart. ``candidate`` and ``reference`` name policies; ``metric`` is one of :data:`METRICS`;
+    the one-sided ``confidence`` lower bound of the improvement must exceed ``margin``;
+    ``samples`` moving-block resamples of ``block`` rows drawn with ``seed``; ``alpha`` is the CVaR
+    tail share (default 0.05).
+    """
+
+    candidate: str
+    reference: str
+    metric: str
+    margin: float
+    confidence: float
+    samples: int
+    block: int
+    seed: int
+    alpha: NotRequired[float]
+
+
 def evaluate_policies(
-    multipliers: Mapping[str, np.ndarray],
-    returns: np.ndarray,
-    *,
-    candidate: str,
-    reference: str,
-    metric: str,
-    margin: float,
-    confidence: float,
-    samples: int,
-    block: int,
-    seed: int,
-    alpha: float = 0.05,
+    multipliers: Mapping[str, np.ndarray], returns: np.ndarray, **gate: Unpack[GateOptions]
 ) -> GateResult:
     """Score every policy on the hold-out and decide whether ``candidate`` beats ``reference``.
 
@@ -136,29 +150,22 @@ def evaluate_policies(
     is better, also for ``max_drawdown``). Intervals reported are the [1 - c, c] quantiles.
     """
     pnl = {name: np.asarray(m, dtype=np.float64) * returns for name, m in multipliers.items()}
-    return evaluate_pnl(
-        pnl, candidate=candidate, reference=reference, metric=metric, margin=margin,
-        confidence=confidence, samples=samples, block=block, seed=seed, alpha=alpha,
-    )  # fmt: skip
+    return evaluate_pnl(pnl, **gate)
 
 
-def evaluate_pnl(
-    pnl: Mapping[str, np.ndarray],
-    *,
-    candidate: str,
-    reference: str,
-    metric: str,
-    margin: float,
-    confidence: float,
-    samples: int,
-    block: int,
-    seed: int,
-    alpha: float = 0.05,
-) -> GateResult:
+def evaluate_pnl(pnl: Mapping[str, np.ndarray], **gate: Unpack[GateOptions]) -> GateResult:
     """:func:`evaluate_policies` on P&L series already computed per policy (same length, in order).
 
     The allocator scores its policies this way: per period, ``weights . next-period returns``.
     """
+    candidate, reference, metric, margin = (
+        gate["candidate"],
+        gate["reference"],
+        gate["metric"],
+        gate["margin"],
+    )
+    samples, block, seed, confidence = gate["samples"], gate["block"], gate["seed"], gate["confidence"]
+    alpha = gate.get("alpha", 0.05)
     pnl = {name: np.asarray(p, dtype=np.float64) for name, p in pnl.items()}
     n = len(pnl[candidate])
     policies = {name: compute_metrics(p, alpha) for name, p in pnl.items()}

@@ -32,7 +32,8 @@ from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER, EXPERIENCES
 from trainers import metrics
 from trainers.allocator_data import validate_period
-from trainers.replay import WriteResult, validate_experience
+from trainers.replay import validate_experience
+from trainers.sqlite_store import WriteResult
 
 __all__ = ["EXPERIENCES_SOURCE", "PERIODS", "IngestSource", "IngestTotals", "Ingestor", "Store"]
 

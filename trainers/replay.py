@@ -19,17 +19,15 @@ Example:
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from streams.clock import now_us
 from streams.features import SIZER_SPEC
-from trainers.errors import ReplayStoreError
+from trainers.sqlite_store import SqliteStore, WriteResult
 
 __all__ = ["COLUMNS", "ExperienceArrays", "ReplayStore", "WriteResult", "validate_experience"]
 
@@ -55,11 +53,6 @@ CREATE TABLE IF NOT EXISTS experiences (
 CREATE INDEX IF NOT EXISTS experiences_ts ON experiences (ts);
 CREATE INDEX IF NOT EXISTS experiences_seq ON experiences (seq);
 CREATE INDEX IF NOT EXISTS experiences_model ON experiences (model_version, ts);
-CREATE TABLE IF NOT EXISTS offsets (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 _TRAINABLE: Final = "status != 'CENSORED' AND return_unit IS NOT NULL"
@@ -87,16 +80,6 @@ def validate_experience(record: Mapping[str, Any]) -> str | None:
     if not np.isfinite(record.get("action", np.nan)):
         return "non_finite_action"
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one :meth:`ReplayStore.write` did with its records."""
-
-    inserted: int = 0
-    corrected: int = 0
-    duplicates: int = 0
-    censored: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,90 +135,36 @@ def _row(record: Mapping[str, Any], seq: int, ingested: int) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-class ReplayStore:
-    """Durable, de-duplicating experience store. One instance per thread (SQLite connections are)."""
+def _latest_revisions(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]], int]:
+    """Each signal's highest revision in a batch, and how many earlier copies were duplicates."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    duplicates = 0
+    for record in records:
+        held = latest.get(record["signal_id"])
+        if held is None or record["revision"] > held["revision"]:
+            duplicates += held is not None
+            latest[record["signal_id"]] = record
+        else:
+            duplicates += 1
+    return latest, duplicates
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed transaction survives power loss, so committing offsets after it is safe.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ReplayStoreError(f"cannot open replay store {path}: {exc}") from exc
 
-    @classmethod
-    def open(cls, data_dir: Path) -> ReplayStore:
-        """The store of a data directory (``<data_dir>/replay/experiences.sqlite``)."""
-        return cls(data_dir / "replay" / "experiences.sqlite")
+class ReplayStore(SqliteStore):
+    """Durable, de-duplicating experience store. One instance per thread (SQLite connections are).
 
-    def close(self) -> None:
-        self._db.close()
+    :meth:`open` finds it at ``<data_dir>/replay/experiences.sqlite``.
+    """
 
-    def __enter__(self) -> ReplayStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
+    FILENAME = "experiences.sqlite"
+    WHAT = "replay store"
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _counter(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _bump(self, counts: Mapping[str, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            [(k, v) for k, v in counts.items() if v],
-        )
-
-    def write(
-        self,
-        records: Sequence[Mapping[str, Any]],
-        offsets: Mapping[tuple[str, int], int] | None = None,
-        rejected: Mapping[str, int] | None = None,
-    ) -> WriteResult:
-        """Store valid ``records`` and the consumer's next ``offsets`` in one durable transaction.
-
-        Args:
-            records: Experience records that passed :func:`validate_experience`.
-            offsets: next offset to read per (full topic, partition), committed with the rows.
-            rejected: counts of records rejected by reason, kept as counters.
-        """
-        # Within a batch the highest revision of a signal wins; earlier copies are duplicates.
-        latest: dict[str, Mapping[str, Any]] = {}
-        duplicates = 0
-        for record in records:
-            held = latest.get(record["signal_id"])
-            if held is None or record["revision"] > held["revision"]:
-                duplicates += held is not None
-                latest[record["signal_id"]] = record
-            else:
-                duplicates += 1
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._write_locked(latest, duplicates, offsets or {}, rejected or {})
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise ReplayStoreError(f"replay store write failed: {exc}") from exc
-        return result
-
-    def _write_locked(
-        self,
-        latest: Mapping[str, Mapping[str, Any]],
-        duplicates: int,
-        offsets: Mapping[tuple[str, int], int],
-        rejected: Mapping[str, int],
-    ) -> WriteResult:
+    def _insert(self, records: Sequence[Mapping[str, Any]]) -> tuple[WriteResult, dict[str, int]]:
+        """Store each signal's highest revision unless the store already holds that revision or a
+        higher one (then it is a duplicate): a CORRECTION replaces its CENSORED row."""
+        latest, duplicates = _latest_revisions(records)
         stored: dict[str, int] = {}
         ids = list(latest)
         for start in range(0, len(ids), 500):
@@ -258,24 +187,16 @@ class ReplayStore:
             censored += record["status"] == "CENSORED"
         marks = ",".join("?" * len(COLUMNS))
         self._db.executemany(f"INSERT OR REPLACE INTO experiences VALUES ({marks})", rows)  # noqa: S608
-        self._db.executemany(
-            "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) "
-            "DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-            [(t, p, o) for (t, p), o in offsets.items()],
-        )
         counts = {
             "seq": seq - self._counter("seq"), "inserted": inserted, "corrected": corrected,
             "duplicates": duplicates, "censored_received": censored,
-            **{f"rejected:{reason}": n for reason, n in rejected.items()},
         }  # fmt: skip
-        self._bump(counts)
-        return WriteResult(inserted, corrected, duplicates, censored)
+        return WriteResult(inserted, corrected, duplicates, censored), counts
 
     def enforce_retention(self, max_rows: int, max_age_us: int) -> int:
         """Delete rows older than ``max_age_us`` (event time, before the newest row) and the oldest
         rows beyond ``max_rows``. Returns how many rows were deleted."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction("retention failed"):
             before = self._db.total_changes
             newest = self._db.execute("SELECT max(ts) FROM experiences").fetchone()[0]
             if newest is not None:
@@ -289,34 +210,18 @@ class ReplayStore:
                 )
             deleted = self._db.total_changes - before
             self._bump({"retention_deleted": deleted})
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise ReplayStoreError(f"retention failed: {exc}") from exc
         return deleted
 
     # -- reading -----------------------------------------------------------------------------
-
-    def offsets(self, topic: str) -> dict[int, int]:
-        """The next offset to read per partition of full ``topic``, as stored with the rows."""
-        rows = self._db.execute("SELECT partition, next_offset FROM offsets WHERE topic = ?", (topic,))
-        return {int(p): int(o) for p, o in rows.fetchall()}
 
     def count(self, trainable_only: bool = False) -> int:
         where = f" WHERE {_TRAINABLE}" if trainable_only else ""
         return int(self._db.execute(f"SELECT count(*) FROM experiences{where}").fetchone()[0])  # noqa: S608
 
-    def max_seq(self) -> int:
-        """The ingest sequence number of the newest stored (or replaced) row."""
-        return self._counter("seq")
-
     def count_since(self, seq: int) -> int:
         """Trainable rows stored or corrected after ingest sequence ``seq``."""
         query = f"SELECT count(*) FROM experiences WHERE seq > ? AND {_TRAINABLE}"  # noqa: S608
         return int(self._db.execute(query, (seq,)).fetchone()[0])
-
-    def counters(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._db.execute("SELECT name, value FROM counters")}
 
     def _arrays(self, query: str, params: Sequence[Any]) -> ExperienceArrays:
         rows = self._db.execute(query, params).fetchall()
