@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import shutil
@@ -25,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streams.config.health import HealthSettings
 from streams.consumer import EventConsumer
-from streams.errors import BrokerError, SchemaDecodeError
+from streams.errors import BrokerError, ConfigError, SchemaDecodeError
 from streams.kafka import consumer_config
 from streams.offsets import OffsetReader
 from streams.settings import Settings
@@ -48,11 +49,25 @@ from streams.topics import (
     SIZING_REQUESTS,
 )
 
-__all__ = ["BusReader", "BusState", "consumer_groups", "disk_free_ratio", "health_settings"]
+__all__ = [
+    "DEV_SIGNING_KEY_WARNING",
+    "BusReader",
+    "BusState",
+    "consumer_groups",
+    "disk_free_ratio",
+    "health_settings",
+    "settings_warnings",
+]
 
 log = logging.getLogger(__name__)
 
 _STATUS_GROUP = "tradeloop-status"  # never joined: only a name for the client's offset requests
+
+DEV_SIGNING_KEY_WARNING = (
+    "models are signed with the built-in development key, which anyone can read: set "
+    "TRADELOOP_MODEL_SIGNING_KEY (setting model_signing_key) or TRADELOOP_MODEL_SIGNING_KEY_FILE "
+    "(model_signing_key_file) to a secret of your own on every trainer and inference worker"
+)
 
 
 def health_settings(settings: Settings) -> HealthSettings:
@@ -69,6 +84,23 @@ def consumer_groups(settings: Settings) -> tuple[ConsumerGroup, ...]:
         ConsumerGroup(settings.trainer.group_id, "trainer", (EXPERIENCES,)),
         ConsumerGroup(inference, "inference", (SIZING_REQUESTS,)),
     )
+
+
+def settings_warnings(settings: Settings) -> tuple[str, ...]:
+    """Warnings about the configuration itself, for ``tradeloop status`` and ``tradeloop up``.
+
+    Flags the development signing key, whether by default or set explicitly to the same value.
+    The messages name settings, never a key.
+    """
+    try:
+        key = settings.signing_key()
+    except ConfigError as exc:  # an unreadable or empty key file; the message names no key
+        return (f"models can be neither signed nor verified: {exc}",)
+    unset = {"model_signing_key": None, "model_signing_key_file": None}
+    dev_key = settings.model_copy(update=unset).signing_key()
+    if settings.uses_dev_signing_key or hmac.compare_digest(key, dev_key):
+        return (DEV_SIGNING_KEY_WARNING,)
+    return ()
 
 
 def disk_free_ratio(settings: Settings) -> float | None:
@@ -114,6 +146,8 @@ class BusState:
             self.dead_reasons[str(record["reason"])] += 1
             self.dead_stages[str(record["stage"])] += 1
         elif topic == MODEL_UPDATES:
+            if record.get("role", "SERVE") != "SERVE" or record.get("reason") == "clear":
+                return  # shadows and their clear records are not the newest *published* model
             created = _created(record.get("manifest_json", ""))
             model = PublishedModel(
                 str(record["model_name"]),
@@ -329,6 +363,7 @@ class BusReader:
             newest_input=state.newest_input,
             disk_free_ratio=disk_free_ratio(self.settings),
             unreadable=dict(state.unreadable),
+            warnings=settings_warnings(self.settings),
         )
 
     def close(self) -> None:

@@ -13,11 +13,19 @@ gate), ``serving`` or ``retired`` (served before). The registry keeps the newest
 Promotion verifies the stored signature with the deployment key, publishes a ``ModelUpdate``
 (key: model name, compacted topic), and only then marks the version serving. Rollback promotes
 the previously served version again with reason ``rollback``. The signing key is never logged.
+
+Keys on the compacted model-updates topic (docs/inference.md, "Model-updates keys"): one per model
+*and role*, because compaction keeps only the newest record per key. The serving model is keyed by
+the model name (``sizer``), its shadow ``sizer:shadow`` (:func:`publish_shadow`); a signed clear
+record on the shadow's key ends it (:func:`clear_shadow`), for running workers and for those that
+start later. The inference workers parse the same format (``agents.inference.updates``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -38,7 +46,18 @@ from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
 from trainers.errors import RegistryError
 
-__all__ = ["ModelRegistry", "StoredModel", "model_update_record", "promote", "publish_update", "rollback"]
+__all__ = [
+    "ModelRegistry",
+    "StoredModel",
+    "clear_record",
+    "clear_shadow",
+    "model_update_record",
+    "promote",
+    "publish_shadow",
+    "publish_update",
+    "rollback",
+    "update_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +67,9 @@ SIGNATURE_FILE: Final = "signature"
 REPORT_FILE: Final = "report.json"
 MODULE_FILE: Final = "module.npz"
 DRIFT_FILE: Final = "drift.npz"
+SERVE: Final = "SERVE"
+SHADOW: Final = "SHADOW"
+CLEAR_REASON: Final = "clear"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +256,7 @@ class ModelRegistry:
         return doomed
 
 
-def model_update_record(model: StoredModel, reason: str, role: str = "SERVE") -> dict[str, Any]:
+def model_update_record(model: StoredModel, reason: str, role: str = SERVE) -> dict[str, Any]:
     """The ``ModelUpdate`` record (schemas/ModelUpdate.avsc) of a stored model."""
     return {
         "event_id": new_event_id(),
@@ -249,21 +271,52 @@ def model_update_record(model: StoredModel, reason: str, role: str = "SERVE") ->
     }
 
 
+def update_key(model: str, role: str) -> str:
+    """The key of ``model``'s ``role`` on the compacted model-updates topic: ``sizer``, ``sizer:shadow``."""
+    return model if role == SERVE else f"{model}:{role.lower()}"
+
+
+def clear_record(model: str, role: str, key: bytes, version: str = "") -> dict[str, Any]:
+    """A signed ``ModelUpdate`` that clears ``model``'s ``role`` (only ``SHADOW`` can be cleared).
+
+    It carries no ONNX; its ``manifest_json`` is the canonical JSON ``{"clear":..,"model":..}``,
+    signed with the deployment key like a manifest. ``version`` (the one cleared) is informative.
+
+    Raises:
+        RegistryError: ``role`` is not ``SHADOW`` (the serving model is replaced or rolled back).
+    """
+    if role != SHADOW:
+        raise RegistryError(f"only the {SHADOW} role can be cleared, not {role}")
+    text = json.dumps({"clear": role.lower(), "model": model}, sort_keys=True, separators=(",", ":"))
+    return {
+        "event_id": new_event_id(),
+        "ts": now_us(),
+        "model_name": model,
+        "version": version,
+        "role": role,
+        "manifest_json": text,
+        "onnx": b"",
+        "signature": hmac.new(key, text.encode(), hashlib.sha256).hexdigest(),
+        "reason": CLEAR_REASON,
+    }
+
+
 def publish_update(
     settings: Settings, record: Mapping[str, Any], producer: EventProducer | None = None
 ) -> None:
-    """Produce ``record`` to the model-updates topic, keyed by model name, and wait for the ack.
+    """Produce ``record`` to the model-updates topic, keyed by model and role, and wait for the ack.
 
     Raises:
         DeliveryError: the broker did not acknowledge the update.
     """
     own = producer is None
     producer = producer or EventProducer(settings, "tradeloop-trainer-publisher")
-    producer.send(MODEL_UPDATES, key=str(record["model_name"]), record=record)
+    key = update_key(str(record["model_name"]), str(record["role"]))
+    producer.send(MODEL_UPDATES, key=key, record=record)
     producer.flush(30.0)
     if own:
         producer.close()
-    log.info("published %s %s (%s)", record["model_name"], record["version"], record["reason"])
+    log.info("published %s %s as %s (%s)", key, record["version"], record["role"], record["reason"])
 
 
 def promote(
@@ -282,6 +335,36 @@ def promote(
     publish_update(settings, model_update_record(model, reason), producer)
     registry.mark_serving(version, reason)
     return model
+
+
+def publish_shadow(
+    settings: Settings,
+    registry: ModelRegistry,
+    version: str,
+    reason: str = "shadow",
+    producer: EventProducer | None = None,
+) -> StoredModel:
+    """Verify and publish ``version`` as the shadow (scored on live requests, never answering).
+
+    The registry's serving version is unchanged.
+
+    Raises:
+        RegistryError, SignatureError, DeliveryError.
+    """
+    model = registry.load(version, settings.signing_key())
+    publish_update(settings, model_update_record(model, reason, role=SHADOW), producer)
+    return model
+
+
+def clear_shadow(
+    settings: Settings, name: str, version: str = "", producer: EventProducer | None = None
+) -> None:
+    """Publish the signed clear record that ends ``name``'s shadow on every worker.
+
+    Raises:
+        DeliveryError: the broker did not acknowledge it.
+    """
+    publish_update(settings, clear_record(name, SHADOW, settings.signing_key(), version), producer)
 
 
 def rollback(

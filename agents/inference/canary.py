@@ -40,7 +40,7 @@ from typing import Any
 
 from streams.config.inference import InferenceSettings
 
-__all__ = ["Canary", "Verdict", "routed_to_canary"]
+__all__ = ["Canary", "Verdict", "mean_and_error", "routed_to_canary"]
 
 _BUCKETS = 10_000
 
@@ -48,6 +48,24 @@ _BUCKETS = 10_000
 def routed_to_canary(signal_id: str, share: float) -> bool:
     """Whether ``signal_id`` goes to the candidate at ``share`` (stable across workers and retries)."""
     return zlib.crc32(signal_id.encode()) % _BUCKETS < share * _BUCKETS
+
+
+def mean_and_error(n: int, total: float, sumsq: float) -> tuple[float, float]:
+    """Mean of ``n`` values from their sum and sum of squares, and its standard error.
+
+    The error is inf with fewer than 2 values: one observation can never prove a loss.
+
+    Example:
+        >>> mean_and_error(2, 3.0, 5.0)
+        (1.5, 0.5)
+    """
+    if n == 0:
+        return 0.0, math.inf
+    mean = total / n
+    if n < 2:
+        return mean, math.inf
+    variance = max(sumsq / n - mean * mean, 0.0) * n / (n - 1)
+    return mean, math.sqrt(variance / n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +133,7 @@ class Canary:
     def uplift(self) -> tuple[float, float]:
         """Mean realised uplift per decision and its standard error (inf with fewer than 2 outcomes)."""
         with self._lock:
-            n, total, sumsq = self.outcomes, self._sum, self._sumsq
-        if n == 0:
-            return 0.0, math.inf
-        mean = total / n
-        if n < 2:
-            return mean, math.inf
-        variance = max(sumsq / n - mean * mean, 0.0) * n / (n - 1)
-        return mean, math.sqrt(variance / n)
+            return mean_and_error(self.outcomes, self._sum, self._sumsq)
 
     def _uplift_too_low(self) -> tuple[bool, str]:
         mean, se = self.uplift()

@@ -14,6 +14,8 @@ __all__ = [
     "REJECTED_MODEL",
     "REJECTION_REASONS",
     "RULE_MODEL_NAME",
+    "SERVE",
+    "SHADOW",
     "SIZER",
     "STRATEGY_MISMATCH",
 ]
@@ -21,6 +23,10 @@ __all__ = [
 SIZER: Final = "sizer"
 ALLOCATOR: Final = "allocator"
 RULE_MODEL_NAME: Final = "rule"
+
+# ModelUpdate roles (schemas/ModelUpdate.avsc).
+SERVE: Final = "SERVE"
+SHADOW: Final = "SHADOW"
 
 # Why the fallback answered (SizingDecision.fallback_reason, StrategyWeights.fallback_reason).
 NO_MODEL: Final = "no_model"

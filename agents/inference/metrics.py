@@ -170,7 +170,9 @@ class WorkerMetrics:
         WEIGHTS_PUBLISHED.labels(worker=self.worker, fallback=str(fallback).lower()).inc()
         if record is not None:
             for strategy, weight in zip(record["strategies"], record["weights"], strict=True):
-                STRATEGY_WEIGHT.labels(worker=self.worker, portfolio=record["portfolio"], strategy=strategy).set(weight)
+                STRATEGY_WEIGHT.labels(
+                    worker=self.worker, portfolio=record["portfolio"], strategy=strategy
+                ).set(weight)
 
     def stream_missing(self, count: int) -> None:
         STREAM_MISSING.labels(worker=self.worker).inc(count)

@@ -8,8 +8,10 @@ batch always runs on one whole model and serving never pauses. A rejected update
 as it was: the last good model keeps serving.
 
 Each model name has a :class:`Slot`: the serving model, the previous one (kept for rollback), an
-optional shadow and an optional canary (a candidate answering a share of requests while it is
-judged, see :mod:`agents.inference.canary`).
+optional shadow and an optional canary: a candidate judged on live evidence before it serves, for
+the sizer on a share of the requests (:mod:`agents.inference.canary`), for the allocator on the
+realised returns of live periods (:mod:`agents.inference.allocator_canary`). A signed clear
+record removes the shadow (:mod:`agents.inference.updates`).
 
 Example:
     >>> from agents.inference.metrics import WorkerMetrics
@@ -27,11 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from agents.inference.allocator_canary import AllocatorCanary
 from agents.inference.canary import Canary
-from agents.inference.constants import ALLOCATOR, SIZER
+from agents.inference.constants import ALLOCATOR, SERVE, SHADOW, SIZER
 from agents.inference.errors import ModelRejectedError
 from agents.inference.metrics import WorkerMetrics
 from agents.inference.runtime import LoadedModel, build_model
+from agents.inference.updates import is_clear, verify_clear
 from streams.errors import SignatureError
 from streams.features import SIZER_SPEC
 from streams.manifest import Manifest, verify_update
@@ -44,8 +48,6 @@ log = logging.getLogger(__name__)
 # The transform each model name must declare: a sizer answers one clipped multiplier, an allocator
 # a softmax over its strategies.
 KNOWN_MODELS: Final = {SIZER: "clip", ALLOCATOR: "softmax"}
-SERVE: Final = "SERVE"
-SHADOW: Final = "SHADOW"
 
 
 def _reject(reason: str, detail: str, record: Mapping[str, Any]) -> ModelRejectedError:
@@ -106,7 +108,7 @@ def load_model(record: Mapping[str, Any], key: bytes, max_bytes: int) -> LoadedM
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one update did: ``kind`` is serving, canary, shadow, unchanged or rejected."""
+    """What one update did: ``kind`` is serving, canary, shadow, cleared, unchanged or rejected."""
 
     kind: str
     model: str
@@ -115,7 +117,7 @@ class Applied:
 
     @property
     def changed(self) -> bool:
-        return self.kind in ("serving", "canary", "shadow")
+        return self.kind in ("serving", "canary", "shadow", "cleared")
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ class Slot:
     serving: LoadedModel | None = None
     previous: LoadedModel | None = None
     shadow: LoadedModel | None = None
-    canary: Canary | None = None
+    canary: Canary | AllocatorCanary | None = None
     last_rejection: tuple[str, str] | None = None  # (version, reason) of the newest rejected update
     rolled_back: set[str] = field(default_factory=set)
 
@@ -180,6 +182,8 @@ class ModelStore:
         good model then serves at once, without a canary (as does an update with reason ``rollback``).
         """
         name, version, role = record["model_name"], record["version"], record["role"]
+        if is_clear(record):
+            return self._clear(record)
         slot = self._slots.get(name)
         if slot is not None and self._already(slot, version, role):
             return Applied("unchanged", name, version, "already loaded")
@@ -195,6 +199,36 @@ class ModelStore:
         with self._lock:
             # A trainer rollback restores a version that served before: at once, not as a canary.
             return self._swap(slot, model, role, live and record.get("reason") != "rollback")
+
+    def _clear(self, record: Mapping[str, Any]) -> Applied:
+        """Apply a clear record: the role's model (the shadow) stops being scored."""
+        name, version = record["model_name"], record["version"]
+        slot = self._slots.get(name)
+        try:
+            if slot is None:
+                raise _reject("unknown_model", f"this worker serves {sorted(KNOWN_MODELS)}", record)
+            verify_clear(record, self._key)
+        except ModelRejectedError as exc:
+            self.metrics.rejected(exc.model_name, exc.reason)
+            log.warning("%s", exc)
+            return Applied("rejected", name, version, exc.reason)
+        with self._lock:
+            shadow = slot.shadow
+            if shadow is None:
+                return Applied("unchanged", name, version, "no shadow")
+            slot.shadow = None
+            self.metrics.serving(name, "shadow", None)
+        log.info("shadow %s:%s cleared", name, shadow.version)
+        return Applied("cleared", name, shadow.version)
+
+    def _canary(self, slot: Slot, model: LoadedModel, live: bool) -> Canary | AllocatorCanary | None:
+        """The canary ``model`` starts as, or None when it serves at once."""
+        incumbent, conf = slot.serving, self.settings.inference
+        if not live or incumbent is None:
+            return None
+        if slot.name == ALLOCATOR:
+            return AllocatorCanary(model, incumbent, conf) if conf.allocator_canary_periods > 0 else None
+        return Canary(model, incumbent, conf) if conf.canary_share > 0 else None
 
     def _already(self, slot: Slot, version: str, role: str) -> bool:
         if role == SHADOW:
@@ -218,11 +252,14 @@ class ModelStore:
         if slot.shadow is not None and slot.shadow.version == model.version:
             slot.shadow = None
             self.metrics.serving(slot.name, "shadow", None)
-        share = self.settings.inference.canary_share
-        if live and slot.serving is not None and share > 0:
-            slot.canary = Canary(model, slot.serving, self.settings.inference)
+        canary = self._canary(slot, model, live)
+        if canary is not None:
+            slot.canary = canary
             self.metrics.serving(slot.name, "canary", model.version)
-            log.info("canary %s:%s on %.0f%% of requests", slot.name, model.version, 100 * share)
+            if isinstance(canary, Canary):
+                log.info("canary %s:%s on %.0f%% of requests", slot.name, model.version, 100 * canary.share)
+            else:
+                log.info("canary %s:%s judged on the next %d periods", slot.name, model.version, canary.n)
             return Applied("canary", slot.name, model.version)
         if slot.canary is not None:
             slot.canary = None
@@ -269,7 +306,8 @@ class ModelStore:
                 out[name] = slot.serving.version
             if slot.canary is not None:
                 out[f"{name}.canary"] = slot.canary.candidate.version
-                out[f"{name}.canary_share"] = f"{self.settings.inference.canary_share:g}"
+                if isinstance(slot.canary, Canary):
+                    out[f"{name}.canary_share"] = f"{slot.canary.share:g}"
             if slot.shadow is not None:
                 out[f"{name}.shadow"] = slot.shadow.version
             if slot.rolled_back:

@@ -3,7 +3,9 @@
 Both read without a consumer group (every worker sees everything). The control reader replays the
 control and model-updates topics from the beginning: at start it catches up on the history in
 event-time order (so a freeze issued before a model update holds that update back), then loads
-the newest good model per slot at once, without a canary; after that every record applies live.
+the newest good record per model and role at once, without a canary (a shadow only if no later
+SERVE record promoted its version, none if the newest good shadow record is a clear); after
+that every record applies live.
 
 Example:
     >>> reader = ControlReader(settings, store, control, on_change=print)   # doctest: +SKIP
@@ -19,16 +21,26 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from agents.inference.constants import SERVE, SHADOW
 from agents.inference.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
 from agents.inference.metrics import WorkerMetrics
 from agents.inference.model_store import Applied, ModelStore
+from agents.inference.updates import is_clear
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
 from streams.producer import EventProducer
 from streams.topics import CONTROL, DEAD_LETTER, MODEL_UPDATES
 
-__all__ = ["ControlReader", "DeadLetters", "assign_tail", "end_offsets", "poll_now"]
+__all__ = [
+    "ControlReader",
+    "DeadLetters",
+    "apply_history",
+    "assign_tail",
+    "end_offsets",
+    "poll_now",
+    "replay_history",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +115,65 @@ def assign_tail(consumer: EventConsumer, tails: Mapping[str, int | None], timeou
     raw.assign(assignment)
 
 
+def replay_history(
+    history: list[tuple[str, dict[str, Any]]], control: ControlState
+) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Replay control commands and model updates in event-time order.
+
+    Applies the control commands to ``control`` and returns, per (model, role), the updates to try
+    newest first (SERVE roles first, so a shadow of the version that ends up serving is recognised
+    as such), and the updates still held by a freeze. A shadow record whose version a later SERVE
+    record promoted is dropped with every shadow record before it: live, that SERVE update ended
+    the shadow.
+    """
+    history = sorted(history, key=lambda item: item[1]["ts"])
+    pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    held: dict[tuple[str, str], dict[str, Any]] = {}
+    for topic, record in history:
+        if topic == CONTROL:
+            control.apply(record)
+            if record["command"] == UNFREEZE_UPDATES and not control.frozen:
+                for key, update in held.items():
+                    pending.setdefault(key, []).append(update)
+                held.clear()
+            continue
+        key = (record["model_name"], record["role"])
+        if control.frozen:
+            held[key] = record
+        else:
+            pending.setdefault(key, []).append(record)
+    candidates = []
+    for (model, role), records in sorted(pending.items(), key=lambda item: item[0][1] != SERVE):
+        if role == SHADOW:
+            served: dict[str, int] = {}
+            for update in pending.get((model, SERVE), []):
+                if not is_clear(update):
+                    served[update["version"]] = max(served.get(update["version"], 0), update["ts"])
+            promoted = [
+                i
+                for i, r in enumerate(records)
+                if not is_clear(r) and served.get(r["version"], -1) >= r["ts"]
+            ]
+            if promoted:  # that shadow replaced the ones before it, and then ended
+                records = records[promoted[-1] + 1 :]
+        candidates.append(list(reversed(records)))
+    return candidates, list(held.values())
+
+
+def apply_history(
+    history: list[tuple[str, dict[str, Any]]], store: ModelStore, control: ControlState
+) -> None:
+    """Load what the history leaves: the newest good record per model and role, without a canary."""
+    candidates, held = replay_history(history, control)
+    for records in candidates:
+        # A valid clear record is good too: the role stays empty.
+        for record in records:
+            if store.apply(record, live=False).kind != "rejected":
+                break
+    for record in held:
+        store.hold(record)
+
+
 class ControlReader:
     """Applies control commands and model updates to one worker's state."""
 
@@ -148,29 +219,7 @@ class ControlReader:
                 decoded = self._decode(message)
                 if decoded is not None:
                     history.append(decoded)
-        history.sort(key=lambda item: item[1]["ts"])
-        pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        held: dict[tuple[str, str], dict[str, Any]] = {}
-        for topic, record in history:
-            if topic == CONTROL:
-                self.control.apply(record)
-                if record["command"] == UNFREEZE_UPDATES and not self.control.frozen:
-                    for key, update in held.items():
-                        pending.setdefault(key, []).append(update)
-                    held.clear()
-                continue
-            key = (record["model_name"], record["role"])
-            if self.control.frozen:
-                held[key] = record
-            else:
-                pending.setdefault(key, []).append(record)
-        # SERVE first, so a shadow of the version that ends up serving is recognised as such.
-        for key in sorted(pending, key=lambda k: k[1] != "SERVE"):
-            for record in reversed(pending[key]):
-                if self.store.apply(record, live=False).kind != "rejected":
-                    break
-        for record in held.values():
-            self.store.hold(record)
+        apply_history(history, self.store, self.control)
         self.metrics.control(self.control.frozen, self.control.kill_switch)
         log.info("caught up on %d control and model records: %s", len(history), self.store.info())
 

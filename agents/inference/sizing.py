@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.inference.canary import routed_to_canary
+from agents.inference.canary import Canary, routed_to_canary
 from agents.inference.constants import (
     KILL_SWITCH,
     MISSING_FEATURES,
@@ -110,6 +110,8 @@ class Sizer:
             return self._rule(requests, KILL_SWITCH)
         slot = self.store.slot(SIZER)
         serving, canary = slot.serving, slot.canary  # one read each: a swap mid-batch cannot split it
+        if not isinstance(canary, Canary):  # the sizer's slot only ever holds a request canary
+            canary = None
         if serving is None:
             return self._rule(requests, REJECTED_MODEL if slot.last_rejection else NO_MODEL)
         if len(requests) == 1 and canary is None:

@@ -25,10 +25,17 @@ from typing import Any
 import numpy as np
 
 from agents.inference.constants import KILL_SWITCH, MISSING_FEATURES, MODEL_ERROR, NO_MODEL, STRATEGY_MISMATCH
-from agents.inference.model_store import LoadedModel
+from agents.inference.runtime import LoadedModel
 from streams.clock import new_event_id, now_us
 
-__all__ = ["WeightsPlanner", "allocator_observation", "cap_step", "equal_weights", "softmax"]
+__all__ = [
+    "WeightsPlanner",
+    "allocator_observation",
+    "cap_step",
+    "equal_weights",
+    "softmax",
+    "target_weights",
+]
 
 
 def equal_weights(strategies: Sequence[str]) -> dict[str, float]:
@@ -75,6 +82,34 @@ def allocator_observation(period: Mapping[str, Any], strategies: Sequence[str]) 
     return [*period["market"], *period["portfolio_state"], *sharpe, *drawdown, *period["regime"]]
 
 
+def target_weights(
+    period: Mapping[str, Any], allocator: LoadedModel | None, kill_switch: bool = False
+) -> tuple[dict[str, float], str | None, str | None]:
+    """The weights ``allocator`` targets after ``period``, the version that chose them, the fallback reason.
+
+    Equal weights over the period's strategies, with the reason, whenever the allocator cannot answer.
+    """
+    fallback = equal_weights(period["strategies"])
+    if kill_switch:
+        return fallback, None, KILL_SWITCH
+    if allocator is None:
+        return fallback, None, NO_MODEL
+    strategies = allocator.manifest.strategies
+    if set(strategies) != set(period["strategies"]):
+        return fallback, None, STRATEGY_MISMATCH
+    obs = allocator_observation(period, strategies)
+    if obs is None or len(obs) != allocator.n_inputs or not all(math.isfinite(v) for v in obs):
+        return fallback, None, MISSING_FEATURES
+    try:
+        logits = allocator.run(np.asarray([obs], dtype=np.float32))[0].tolist()
+    # A verified model can still fail at run time; the equal weights are the safe answer.
+    except Exception:
+        return fallback, None, MODEL_ERROR
+    if not all(math.isfinite(v) for v in logits):
+        return fallback, None, MODEL_ERROR
+    return dict(zip(strategies, softmax(logits), strict=True)), allocator.version, None
+
+
 class WeightsPlanner:
     """Keeps the latest period and the last published weights per portfolio; plans the next records."""
 
@@ -100,26 +135,7 @@ class WeightsPlanner:
     def _target(
         self, period: Mapping[str, Any], allocator: LoadedModel | None, kill_switch: bool
     ) -> tuple[dict[str, float], str | None, str | None]:
-        """Target weights, the allocator version that chose them, and the fallback reason."""
-        fallback = equal_weights(period["strategies"])
-        if kill_switch:
-            return fallback, None, KILL_SWITCH
-        if allocator is None:
-            return fallback, None, NO_MODEL
-        strategies = allocator.manifest.strategies
-        if set(strategies) != set(period["strategies"]):
-            return fallback, None, STRATEGY_MISMATCH
-        obs = allocator_observation(period, strategies)
-        if obs is None or len(obs) != allocator.n_inputs or not all(math.isfinite(v) for v in obs):
-            return fallback, None, MISSING_FEATURES
-        try:
-            logits = allocator.run(np.asarray([obs], dtype=np.float32))[0].tolist()
-        # A verified model can still fail at run time; the equal weights are the safe answer.
-        except Exception:
-            return fallback, None, MODEL_ERROR
-        if not all(math.isfinite(v) for v in logits):
-            return fallback, None, MODEL_ERROR
-        return dict(zip(strategies, softmax(logits), strict=True)), allocator.version, None
+        return target_weights(period, allocator, kill_switch)
 
     def plan(self, allocator: LoadedModel | None, kill_switch: bool) -> list[dict[str, Any]]:
         """One StrategyWeights record per known portfolio; remembers them as published."""

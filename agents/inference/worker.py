@@ -5,7 +5,8 @@ Threads of one worker:
 * **control**: control commands and model updates (no group, from the beginning): verify, build,
   swap; acknowledge every change with an immediate heartbeat.
 * **data**: feature snapshots (the last ``features_backfill`` per partition, then live),
-  outcomes (for the canary's realised uplift), allocation periods and published weights.
+  outcomes (the sizer canary's realised uplift), allocation periods (the portfolios, and the
+  allocator canary's realised uplift) and published weights; settles both canaries.
 * **serve**: sizing requests as the consumer group ``inference.group_id``; whatever has arrived is
   scored as one batch (up to ``max_batch``), decisions go out keyed by signal id, offsets are
   committed after the decisions are acknowledged (at least once).
@@ -34,6 +35,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
+from agents.inference.allocator_canary import AllocatorCanary
+from agents.inference.canary import Canary
 from agents.inference.constants import ALLOCATOR, SIZER
 from agents.inference.control import ControlState
 from agents.inference.metrics import WorkerMetrics
@@ -156,9 +159,10 @@ class InferenceWorker:
     # -- heartbeat content -----------------------------------------------------------------
     def _info(self) -> dict[str, str]:
         info = {**self.store.info(), **self.control.info()}
-        canary = self.store.slot(SIZER).canary
-        if canary is not None:
-            info["sizer.canary_state"] = canary.state()
+        for name in (SIZER, ALLOCATOR):
+            canary = self.store.slot(name).canary
+            if canary is not None:
+                info[f"{name}.canary_state"] = canary.state()
         return info
 
     def _gauges(self) -> dict[str, float]:
@@ -205,7 +209,13 @@ class InferenceWorker:
             while not self._stop.is_set():
                 for message in poll_now(consumer, 2000, 0.05):
                     self._data(consumer, message)
-                self.store.settle_canary(SIZER, time.monotonic())
+                self._settle(SIZER, time.monotonic())
+                self._settle(ALLOCATOR, time.monotonic())
+
+    def _settle(self, name: str, now: float) -> None:
+        """Settle ``name``'s canary if its verdict is in; acknowledge a change at once."""
+        if self.store.settle_canary(name, now) is not None:
+            self.acknowledge()
 
     def _data(self, consumer: EventConsumer, message: Message) -> None:
         try:
@@ -218,10 +228,13 @@ class InferenceWorker:
             self.features.update(record)
         elif topic == OUTCOMES:
             canary = self.store.slot(SIZER).canary
-            if canary is not None:
+            if isinstance(canary, Canary):
                 canary.outcome(record["signal_id"], record["return_unit"])
         elif topic == ALLOCATION_PERIODS:
             self.planner.observe_period(record)
+            judged = self.store.slot(ALLOCATOR).canary
+            if isinstance(judged, AllocatorCanary):
+                judged.observe(record)
         else:
             self.planner.observe_published(record)
 
@@ -267,7 +280,7 @@ class InferenceWorker:
                 if now >= next_commit:
                     self._commit(raw, asynchronous=True)
                     next_commit = now + conf.commit_interval_seconds
-                self.store.settle_canary(SIZER, now)
+                self._settle(SIZER, now)
             self._commit(raw, asynchronous=False)
         finally:
             consumer.close()

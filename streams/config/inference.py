@@ -45,6 +45,22 @@ class InferenceSettings(Section):
     canary_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="promote after N decisions when outcomes are this late"
     )
+    allocator_canary_periods: int = Field(
+        default=12,
+        ge=0,
+        description="N: allocation periods whose realised returns judge a new allocator against the "
+        "serving one before it serves (0: a new allocator serves at once)",
+    )
+    allocator_canary_min_uplift: float = Field(
+        default=0.0,
+        description="roll a new allocator back when its realised portfolio return per period over the "
+        "serving allocator's is surely below this (confidence canary_uplift_z)",
+    )
+    allocator_canary_timeout_seconds: float = Field(
+        default=7200.0,
+        gt=0,
+        description="judge a new allocator on the periods that arrived by then when N have not",
+    )
     request_fetch_wait_ms: int = Field(
         default=5, ge=0, description="fetch.wait.max.ms on the request path (Tansu answers at this period)"
     )

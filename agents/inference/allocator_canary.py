@@ -1,0 +1,169 @@
+"""The allocator's canary: a new allocator is judged on the realised returns of live periods.
+
+An allocator answers once per period and portfolio, so there is no stream of requests to share
+with a candidate the way the sizer's canary does. There is no need to either: P&L is linear in the
+weights (DESIGN.md section 5; no market impact, the strategies' trades do not depend on their
+capital), so what *any* weights would have earned over a period is exactly ``w . r``, with ``r``
+the period's logged per-strategy returns. While the serving allocator (the incumbent) keeps
+publishing, the worker asks both allocators for their target weights at every period that
+arrives, the decision for the portfolio's next period; when that next period arrives (its
+``period_start`` is the decided period's end) the candidate's realised uplift over it is
+
+    uplift = (w_candidate - w_incumbent) . r_next
+
+Only the two targets are compared (the published weights approach the target at the capped pace).
+Periods on which neither allocator answered (e.g. another strategy set: both fall back to equal
+weights) carry no evidence and are skipped; a candidate that falls back where the incumbent
+answers is judged with its equal weights and counted as a fallback.
+
+Verdict, with N = ``allocator_canary_periods``:
+
+* roll back (``fallback_rate``) as soon as the candidate's fallbacks exceed
+  ``canary_max_fallback_rate x N``;
+* after N judged periods: roll back (``uplift``) when the mean uplift per period is below
+  ``allocator_canary_min_uplift`` with confidence ``canary_uplift_z`` (mean + z x standard error <
+  bound), else promote (``uplift_ok``);
+* after ``allocator_canary_timeout_seconds`` without N judged periods: the same test on the
+  periods judged so far, then promote (``timeout``): periods that stopped arriving cannot judge,
+  and the trainer's hold-out gate already passed the candidate.
+
+Example:
+    >>> canary = AllocatorCanary(candidate, incumbent, settings.inference)   # doctest: +SKIP
+    >>> canary.observe(period)       # every AllocationPeriod the worker reads  # doctest: +SKIP
+    >>> canary.verdict()             # None while the evidence is coming in      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agents.inference.canary import Verdict, mean_and_error
+from agents.inference.runtime import LoadedModel
+from agents.inference.weights import target_weights
+from streams.config.inference import InferenceSettings
+
+__all__ = ["AllocatorCanary", "realised_uplift"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """Both allocators' targets after one period (``end``: its end, the next period's start)."""
+
+    end: int
+    candidate: dict[str, float]
+    incumbent: dict[str, float]
+
+
+def realised_uplift(
+    candidate: Mapping[str, float], incumbent: Mapping[str, float], period: Mapping[str, Any]
+) -> float | None:
+    """``(w_candidate - w_incumbent) . r`` over ``period``'s returns; None if a return is missing.
+
+    Example:
+        >>> period = {"strategies": ["a", "b"], "strategy_returns": [0.02, -0.01]}
+        >>> round(realised_uplift({"a": 0.75, "b": 0.25}, {"a": 0.5, "b": 0.5}, period), 6)
+        0.0075
+    """
+    returns = dict(zip(period["strategies"], period["strategy_returns"], strict=False))
+    total = 0.0
+    for strategy in candidate.keys() | incumbent.keys():
+        value = returns.get(strategy)
+        if value is None or not math.isfinite(value):
+            return None
+        total += (candidate.get(strategy, 0.0) - incumbent.get(strategy, 0.0)) * value
+    return total
+
+
+class AllocatorCanary:
+    """Live evidence about a candidate allocator against the serving one. Thread-safe."""
+
+    def __init__(
+        self,
+        candidate: LoadedModel,
+        incumbent: LoadedModel,
+        settings: InferenceSettings,
+        started: float | None = None,
+    ) -> None:
+        self.candidate = candidate
+        self.incumbent = incumbent
+        self.n = settings.allocator_canary_periods
+        self.max_fallback_rate = settings.canary_max_fallback_rate
+        self.min_uplift = settings.allocator_canary_min_uplift
+        self.z = settings.canary_uplift_z
+        self.timeout = settings.allocator_canary_timeout_seconds
+        self.started = time.monotonic() if started is None else started
+        self.decisions = 0  # periods both allocators decided on
+        self.fallbacks = 0  # ... of which the candidate could not answer and the incumbent could
+        self.outcomes = 0  # decisions whose next period arrived: judged periods
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._pending: dict[str, _Decision] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, period: Mapping[str, Any]) -> float | None:
+        """Judge the decision ``period`` realises, then decide on it; returns the uplift it realised."""
+        portfolio = period["portfolio"]
+        with self._lock:
+            pending = self._pending.get(portfolio)
+            if pending is not None and period["ts"] <= pending.end:
+                return None  # re-delivered, or older than what was decided on
+            uplift = None
+            if pending is not None and period["period_start"] == pending.end:
+                uplift = realised_uplift(pending.candidate, pending.incumbent, period)
+                if uplift is not None:
+                    self.outcomes += 1
+                    self._sum += uplift
+                    self._sumsq += uplift * uplift
+            self._decide(portfolio, period)
+            return uplift
+
+    def _decide(self, portfolio: str, period: Mapping[str, Any]) -> None:
+        self._pending.pop(portfolio, None)
+        if not period["strategies"]:
+            return
+        candidate, _, candidate_fallback = target_weights(period, self.candidate)
+        incumbent, _, incumbent_fallback = target_weights(period, self.incumbent)
+        if candidate_fallback is not None and incumbent_fallback is not None:
+            return  # both would publish equal weights: nothing to learn from this portfolio
+        self.decisions += 1
+        if candidate_fallback is not None:
+            self.fallbacks += 1
+        self._pending[portfolio] = _Decision(period["ts"], candidate, incumbent)
+
+    def uplift(self) -> tuple[float, float]:
+        """Mean realised uplift per judged period and its standard error (inf below 2 periods)."""
+        with self._lock:
+            return mean_and_error(self.outcomes, self._sum, self._sumsq)
+
+    def _uplift_too_low(self) -> tuple[bool, str]:
+        mean, se = self.uplift()
+        detail = f"uplift {mean:+.6f} +/- {se:.6f} per period over {self.outcomes} periods"
+        return mean + self.z * se < self.min_uplift, detail
+
+    def verdict(self, now: float | None = None) -> Verdict | None:
+        """Promote, roll back, or None while the evidence is still coming in."""
+        now = time.monotonic() if now is None else now
+        if self.fallbacks > self.max_fallback_rate * self.n:
+            return Verdict(
+                False, "fallback_rate", f"candidate fell back on {self.fallbacks} of {self.decisions} periods"
+            )
+        if self.outcomes >= self.n:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "uplift_ok", detail)
+        if now - self.started >= self.timeout:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "timeout", detail)
+        return None
+
+    def state(self) -> str:
+        """A one-line summary for heartbeats and logs."""
+        mean, _ = self.uplift()
+        return (
+            f"periods={self.decisions} fallbacks={self.fallbacks} judged={self.outcomes}/{self.n} "
+            f"uplift={mean:+.6f}"
+        )
