@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from streams.config.health import HealthSettings
 from streams.status_model import (
@@ -60,6 +61,7 @@ from streams.status_model import (
     Serving,
     Status,
     TrainingState,
+    broker_document,
     format_age,
 )
 
@@ -86,8 +88,10 @@ __all__ = [
     "Serving",
     "Status",
     "TrainingState",
+    "broker_document",
     "evaluate",
     "format_age",
+    "unreachable_document",
 ]
 
 
@@ -357,6 +361,7 @@ def evaluate(obs: Observation, limits: HealthSettings) -> Status:
         data_age_seconds=data_age,
         disk_free_ratio=obs.disk_free_ratio,
         unreadable=dict(obs.unreadable),
+        warnings=obs.warnings,
         checks=(
             components_check,
             consumers_check,
@@ -367,3 +372,24 @@ def evaluate(obs: Observation, limits: HealthSettings) -> Status:
             _disk(obs, limits),
         ),
     )
+
+
+def unreachable_document(
+    bootstrap: str, error: str, now: float, warnings: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ``tradeloop status --json`` document when the broker cannot be reached.
+
+    It keeps the keys a script checks first (``healthy``, ``reasons``, ``warnings``, ``broker``) and
+    leaves out what could not be observed, rather than reporting empty topics or no processes.
+
+    >>> doc = unreachable_document("127.0.0.1:1", "connection refused", now=0.0)
+    >>> doc["healthy"], doc["broker"]["reachable"], doc["reasons"]
+    (False, False, ['broker unreachable at 127.0.0.1:1: connection refused'])
+    """
+    return {
+        "taken_at": now,
+        "healthy": False,
+        "reasons": [f"broker unreachable at {bootstrap}: {error}"],
+        "warnings": list(warnings),
+        "broker": broker_document(bootstrap, error),
+    }

@@ -56,6 +56,7 @@ __all__ = [
     "Serving",
     "Status",
     "TrainingState",
+    "broker_document",
     "format_age",
 ]
 
@@ -212,6 +213,7 @@ class Observation:
     newest_input: float | None = None  # unix time of the newest record on an input topic
     disk_free_ratio: float | None = None
     unreadable: Mapping[str, int] = field(default_factory=dict)  # records per topic that did not decode
+    warnings: tuple[str, ...] = ()  # about the configuration, not the bus (e.g. the dev signing key)
 
 
 # --- what is concluded ------------------------------------------------------------------------
@@ -300,6 +302,7 @@ class Status:
     disk_free_ratio: float | None
     checks: tuple[Check, ...]
     unreadable: Mapping[str, int] = field(default_factory=dict)  # status records that did not decode
+    warnings: tuple[str, ...] = ()  # worth acting on, but not unhealthy: they do not change the exit code
 
     @property
     def healthy(self) -> bool:
@@ -327,6 +330,11 @@ class Status:
             for c in self.checks
         }
         return _finite(out)
+
+
+def broker_document(bootstrap: str, error: str | None = None) -> dict[str, Any]:
+    """The ``broker`` entry of ``tradeloop status --json``: where it looked, and whether it answered."""
+    return {"bootstrap": bootstrap, "reachable": error is None, "error": error}
 
 
 def _finite(value: Any) -> Any:

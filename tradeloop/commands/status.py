@@ -1,20 +1,26 @@
-"""``tradeloop status [--json] [--window S]``: the whole loop on one screen; non-zero exit when unhealthy."""
+"""``tradeloop status [--json] [--window S]``: the whole loop on one screen; non-zero exit when unhealthy.
+
+When the broker cannot be reached, both print one line on stderr and exit 1; ``--json`` also prints
+one JSON document on stdout (``healthy: false``, ``broker.reachable: false`` and the reason).
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from confluent_kafka import KafkaException
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from streams.errors import BrokerError
 from streams.settings import Settings
-from streams.status import Status, evaluate, format_age
-from streams.status_collect import BusReader, health_settings
+from streams.status import Status, broker_document, evaluate, format_age, unreachable_document
+from streams.status_collect import BusReader, health_settings, settings_warnings
 
 __all__ = ["register", "render", "take_status"]
 
@@ -29,8 +35,11 @@ def take_status(settings: Settings, window: float | None = None) -> Status:
         BrokerError: the broker cannot be reached.
     """
     limits = health_settings(settings)
-    with BusReader(settings, limits=limits) as bus:
-        return evaluate(bus.observe(window), limits)
+    try:
+        with BusReader(settings, limits=limits) as bus:
+            return evaluate(bus.observe(window), limits)
+    except KafkaException as exc:  # a client call the reader does not wrap itself
+        raise BrokerError(f"{settings.bootstrap}: {exc.args[0]}") from exc
 
 
 def _number(value: float) -> str:
@@ -132,7 +141,18 @@ def render(status: Status, bootstrap: str) -> RenderableType:
     right = Group(_groups(status), _models(status), _facts(status))
     middle = Table.grid(padding=(0, 3))
     middle.add_row(_topics(status), right)
-    return Group(header, _components(status), middle, _checks(status))
+    warnings = [Text.assemble(("warning: ", "bold yellow"), w) for w in status.warnings]
+    return Group(header, *warnings, _components(status), middle, _checks(status))
+
+
+def _unreachable(settings: Settings, exc: BrokerError, as_json: bool) -> None:
+    """Report a broker that cannot be reached: one line on stderr, and with ``--json`` the document
+    on stdout (scripts parse stdout, people read stderr). The caller exits 1."""
+    error = " ".join(str(exc).split())  # one line: librdkafka's messages may carry newlines
+    if as_json:
+        document = unreachable_document(settings.bootstrap, error, time.time(), settings_warnings(settings))
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
+    typer.echo(f"tradeloop status: broker unreachable at {settings.bootstrap}: {error}", err=True)
 
 
 def status(
@@ -153,9 +173,14 @@ def status(
     size, the last training and data freshness. Exits 1 when anything is unhealthy, so it can serve
     as a probe."""
     settings: Settings = ctx.obj
-    result = take_status(settings, window)
+    try:
+        result = take_status(settings, window)
+    except BrokerError as exc:
+        _unreachable(settings, exc, as_json)
+        raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        document: dict[str, Any] = {**result.to_dict(), "broker": broker_document(settings.bootstrap)}
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
         Console().print(render(result, settings.bootstrap))
     if not result.healthy:

@@ -21,7 +21,7 @@ from streams.errors import TradeloopError
 from streams.health import run_health_monitor
 from streams.metrics import serve_metrics
 from streams.settings import Settings
-from streams.status_collect import BusReader, BusState
+from streams.status_collect import BusReader, BusState, settings_warnings
 from tradeloop.commands.health import default_actions
 from tradeloop.supervisor import Supervisor
 from tradeloop.uplift import UpliftTracker
@@ -106,6 +106,8 @@ def up(
     simulated engine (a warm-up backfill, then live signals sized by the inference worker), with a
     live panel. --duration ends it by itself; Ctrl-C stops every process cleanly."""
     settings: Settings = ctx.obj
+    for warning in settings_warnings(settings):  # e.g. the development signing key
+        log.warning(warning)
     console = Console()
     group = ctx.parent.command if ctx.parent is not None else None
     registered: set[str] = set(getattr(group, "commands", {}))  # typer vendors its own click
