@@ -1,7 +1,12 @@
 """The signal-outcome join: point-in-time features, either arrival order, expiry and corrections.
 
-Decisions depend only on the order of events *within* a partition, never on how the signals and
-outcomes topics interleave, so replaying the inputs rebuilds the same experiences:
+Decisions depend only on the order of events *within* a lane, never on how the signals and
+outcomes topics interleave, so replaying the inputs rebuilds the same experiences. A lane is a
+(route, source) pair of partitions: the join-input partition of the symbol (see
+:mod:`agents.routing`) and the source partition of the signal id, which signals and outcomes share.
+Routing keeps the order of each source partition within a route partition, so a lane sees its
+events in source order however the worker interleaved the sources. The watermarks below are kept
+per lane:
 
 * A signal is **resolved** (its state vector fixed) once the features of its symbol passed the
   signal time, with the newest snapshot at or before it; if the symbol's features lag for
@@ -29,7 +34,7 @@ from typing import Any, Final
 
 from agents.deadletter import DeadLetter
 from agents.experience import CENSORED, COMPLETE, CORRECTION, Resolved, experience_record
-from agents.join_state import CLOCK_PREFIX, Clock, Entry, clock_key
+from agents.join_state import CLOCK_PREFIX, Clock, Entry, Lane, clock_key, parse_clock_key
 from agents.journal import Write
 from agents.market import Market
 from agents.validate import DUPLICATE, STAGE_DEDUP, STAGE_JOIN, Inbound, Validator
@@ -76,14 +81,14 @@ class Joiner:
 
     def _reset(self) -> None:
         self.entries: dict[str, Entry] = {}
-        self.clocks: dict[int, Clock] = {}
+        self.clocks: dict[Lane, Clock] = {}
         self._waiting: dict[str, set[str]] = defaultdict(set)  # symbol -> unresolved signal ids
-        self._expiry: dict[int, list[tuple[int, str]]] = defaultdict(list)  # partition -> (deadline, id)
-        self._orphans: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        self._purge: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self._expiry: dict[Lane, list[tuple[int, str]]] = defaultdict(list)  # lane -> (deadline, id)
+        self._orphans: dict[Lane, list[tuple[int, str]]] = defaultdict(list)
+        self._purge: dict[Lane, list[tuple[int, str]]] = defaultdict(list)
         self._dirty: set[str] = set()
-        self._deleted: dict[str, int] = {}
-        self._dirty_clocks: set[int] = set()
+        self._deleted: dict[str, int] = {}  # signal id -> route partition
+        self._dirty_clocks: set[Lane] = set()
 
     # ---- public ----------------------------------------------------------------------------------
 
@@ -118,7 +123,7 @@ class Joiner:
         self._reset()
         for key, value in items:
             if key.startswith(CLOCK_PREFIX):
-                self.clocks[int(key[len(CLOCK_PREFIX) :])] = Clock.from_json(value, now)
+                self.clocks[parse_clock_key(key)] = Clock.from_json(value, now)
                 continue
             entry = Entry.from_json(key.decode(), value)
             entry.arrived_wall = now
@@ -127,26 +132,31 @@ class Joiner:
 
     # ---- events ----------------------------------------------------------------------------------
 
-    def _clock(self, partition: int, now: int) -> Clock:
-        clock = self.clocks.get(partition)
+    @staticmethod
+    def _lane(msg: Inbound) -> Lane:
+        return (msg.partition if msg.route is None else msg.route), msg.partition
+
+    def _clock(self, lane: Lane, now: int) -> Clock:
+        clock = self.clocks.get(lane)
         if clock is None:
-            clock = self.clocks[partition] = Clock(seen_sig=now, seen_out=now)
+            clock = self.clocks[lane] = Clock(seen_sig=now, seen_out=now)
         return clock
 
-    def _entry(self, signal_id: str, partition: int) -> Entry:
+    def _entry(self, signal_id: str, lane: Lane) -> Entry:
         entry = self.entries.get(signal_id)
         if entry is None:
-            entry = self.entries[signal_id] = Entry(signal_id, partition)
+            entry = self.entries[signal_id] = Entry(signal_id, lane[1], route=lane[0])
             self._deleted.pop(signal_id, None)
         return entry
 
     def _on_signal(self, msg: Inbound, signal: dict[str, Any], now: int, out: JoinBatch) -> None:
-        clock = self._clock(msg.partition, now)
+        lane = self._lane(msg)
+        clock = self._clock(lane, now)
         clock.seen_sig = now
         if signal["ts"] > clock.wm_sig:
             clock.wm_sig = signal["ts"]
-            self._dirty_clocks.add(msg.partition)
-        entry = self._entry(signal["signal_id"], msg.partition)
+            self._dirty_clocks.add(lane)
+        entry = self._entry(signal["signal_id"], lane)
         if entry.sig_src == (msg.partition, msg.offset):
             out.results["redelivered"] += 1
             return
@@ -164,14 +174,15 @@ class Joiner:
         self._advance(entry, now, out)
 
     def _on_outcome(self, msg: Inbound, outcome: dict[str, Any], now: int, out: JoinBatch) -> None:
-        clock = self._clock(msg.partition, now)
+        lane = self._lane(msg)
+        clock = self._clock(lane, now)
         clock.seen_out = now
-        entry = self._entry(outcome["signal_id"], msg.partition)
+        entry = self._entry(outcome["signal_id"], lane)
         if entry.out_src == (msg.partition, msg.offset):
             # The entry was persisted but maybe not the clock: the watermark is a max, so replay it.
             if outcome["ts"] > clock.wm_out:
                 clock.wm_out = outcome["ts"]
-                self._dirty_clocks.add(msg.partition)
+                self._dirty_clocks.add(lane)
             out.results["redelivered"] += 1
             return
         if entry.out_event is not None:
@@ -188,18 +199,18 @@ class Joiner:
         entry.out_wm = clock.wm_out
         if outcome["ts"] > clock.wm_out:
             clock.wm_out = outcome["ts"]
-            self._dirty_clocks.add(msg.partition)
+            self._dirty_clocks.add(lane)
         self._dirty.add(entry.signal_id)
         if entry.signal is None:
             entry.orphan = (msg.source, base64.b64encode(msg.value).decode())
-            heapq.heappush(self._orphans[entry.home], (outcome["ts"] + self.grace_us, entry.signal_id))
+            heapq.heappush(self._orphans[entry.lane], (outcome["ts"] + self.grace_us, entry.signal_id))
         self._advance(entry, now, out)
 
     # ---- decisions -------------------------------------------------------------------------------
 
-    def _effective(self, partition: int, outcomes: bool, now: int) -> int:
-        """The event-time watermark of one input of ``partition``, advanced by wall clock when idle."""
-        clock = self.clocks.get(partition)
+    def _effective(self, lane: Lane, outcomes: bool, now: int) -> int:
+        """The event-time watermark of one input of ``lane``, advanced by wall clock when idle."""
+        clock = self.clocks.get(lane)
         if clock is None:
             return 0
         wm, seen = (clock.wm_out, clock.seen_out) if outcomes else (clock.wm_sig, clock.seen_sig)
@@ -256,18 +267,18 @@ class Joiner:
                 self._emit(entry, CENSORED, 0, out)
                 self._emit(entry, CORRECTION, 1, out)
                 out.results["late"] += 1
-            elif self._effective(entry.home, True, now) > deadline:
+            elif self._effective(entry.lane, True, now) > deadline:
                 self._emit(entry, CENSORED, 0, out)
                 out.results["expired"] += 1
             else:
-                heapq.heappush(self._expiry[entry.home], (deadline, entry.signal_id))
+                heapq.heappush(self._expiry[entry.lane], (deadline, entry.signal_id))
                 return
         elif entry.status0 == CENSORED and entry.outcome is not None:
             self._emit(entry, CORRECTION, 1, out)
             out.results["late"] += 1
         if entry.emitted == 1 or entry.status0 == COMPLETE:
             self._finish(entry)
-        heapq.heappush(self._purge[entry.home], (deadline + self.retention_us, entry.signal_id))
+        heapq.heappush(self._purge[entry.lane], (deadline + self.retention_us, entry.signal_id))
 
     def _finish(self, entry: Entry) -> None:
         """Keep only what duplicate detection needs once nothing more can be emitted."""
@@ -285,22 +296,22 @@ class Joiner:
                     self._waiting[symbol].discard(signal_id)
                 elif self._resolve(entry, now):
                     self._advance(entry, now, out)
-        for partition, heap in self._expiry.items():
-            wm = self._effective(partition, True, now)
+        for lane, heap in self._expiry.items():
+            wm = self._effective(lane, True, now)
             while heap and heap[0][0] < wm:
                 entry = self.entries.get(heapq.heappop(heap)[1])
                 if entry is not None and entry.emitted < 0 and entry.resolved is not None:
                     self._advance(entry, now, out)
-        for partition, heap in self._orphans.items():
-            wm = self._effective(partition, False, now)
+        for lane, heap in self._orphans.items():
+            wm = self._effective(lane, False, now)
             while heap and heap[0][0] < wm:
                 entry = self.entries.get(heapq.heappop(heap)[1])
                 if entry is not None and entry.signal is None and entry.outcome is not None:
                     out.dead.append(self._orphan_letter(entry))
                     out.results["orphan"] += 1
                     self._delete(entry)
-        for partition, heap in self._purge.items():
-            wm = self._effective(partition, False, now)
+        for lane, heap in self._purge.items():
+            wm = self._effective(lane, False, now)
             while heap and heap[0][0] < wm:
                 entry = self.entries.get(heapq.heappop(heap)[1])
                 if entry is not None and (entry.final or entry.emitted == 0):
@@ -319,32 +330,32 @@ class Joiner:
     def _delete(self, entry: Entry) -> None:
         del self.entries[entry.signal_id]
         self._dirty.discard(entry.signal_id)
-        self._deleted[entry.signal_id] = entry.home
+        self._deleted[entry.signal_id] = entry.route
 
     def _index(self, entry: Entry) -> None:
         """Put a loaded entry back on the work queues it belongs to."""
         if entry.signal is None:
             if entry.outcome is not None:
                 heapq.heappush(
-                    self._orphans[entry.home], (entry.outcome["ts"] + self.grace_us, entry.signal_id)
+                    self._orphans[entry.lane], (entry.outcome["ts"] + self.grace_us, entry.signal_id)
                 )
             return
         deadline = entry.deadline(self.grace_us)
         if entry.final or entry.emitted >= 0:
-            heapq.heappush(self._purge[entry.home], (deadline + self.retention_us, entry.signal_id))
+            heapq.heappush(self._purge[entry.lane], (deadline + self.retention_us, entry.signal_id))
             return
         if entry.resolved is None:
             self._waiting[entry.signal["symbol"]].add(entry.signal_id)
-        heapq.heappush(self._expiry[entry.home], (deadline, entry.signal_id))
+        heapq.heappush(self._expiry[entry.lane], (deadline, entry.signal_id))
 
     def _flush(self, out: JoinBatch) -> None:
         for signal_id in sorted(self._dirty):
             entry = self.entries[signal_id]
-            out.writes.append((entry.home, signal_id.encode(), entry.to_json()))
-        for signal_id, home in sorted(self._deleted.items()):
-            out.writes.append((home, signal_id.encode(), None))
-        for partition in sorted(self._dirty_clocks):
-            out.writes.append((partition, clock_key(partition), self.clocks[partition].to_json()))
+            out.writes.append((entry.route, signal_id.encode(), entry.to_json()))
+        for signal_id, route in sorted(self._deleted.items()):
+            out.writes.append((route, signal_id.encode(), None))
+        for lane in sorted(self._dirty_clocks):
+            out.writes.append((lane[0], clock_key(lane), self.clocks[lane].to_json()))
         self._dirty.clear()
         self._deleted.clear()
         self._dirty_clocks.clear()

@@ -16,13 +16,22 @@ from typing import Any, Final
 
 from agents.experience import Resolved
 
-__all__ = ["CLOCK_PREFIX", "Clock", "Entry", "clock_key"]
+__all__ = ["CLOCK_PREFIX", "Clock", "Entry", "Lane", "clock_key", "parse_clock_key"]
 
 CLOCK_PREFIX: Final = b"\x00clock:"
 
 
-def clock_key(partition: int) -> bytes:
-    return CLOCK_PREFIX + str(partition).encode()
+Lane = tuple[int, int]  # (route partition, source partition): one event-time clock each
+
+
+def clock_key(lane: Lane) -> bytes:
+    return CLOCK_PREFIX + f"{lane[0]}:{lane[1]}".encode()
+
+
+def parse_clock_key(key: bytes) -> Lane:
+    """The lane of a clock key; keys written before routing (``<p>``) name lane (p, p)."""
+    route, _, source = key[len(CLOCK_PREFIX) :].decode().partition(":")
+    return int(route), int(source or route)
 
 
 @dataclass(slots=True)
@@ -30,7 +39,10 @@ class Entry:
     """Everything the join knows about one signal id.
 
     Attributes:
-        home: partition of the first event seen for the id; its table writes go there.
+        home: source partition of the first event seen for the id (signals and outcomes of one id
+            share it, both being keyed by signal id); with ``route`` it names the entry's clock.
+        route: the partition the entry's state lives on (its symbol's partition); table writes go
+            there.
         signal: the decoded signal (reduced to ts/horizon_seconds/symbol once final).
         outcome: the decoded outcome, until final.
         out_wm: the outcome watermark of the partition just before the outcome arrived: the
@@ -57,6 +69,15 @@ class Entry:
     final: bool = False
     orphan: tuple[str, str] | None = None  # (source topic, base64 value) while no signal matched
     arrived_wall: int = field(default=0, compare=False)
+    route: int = -1
+
+    def __post_init__(self) -> None:
+        if self.route < 0:
+            self.route = self.home
+
+    @property
+    def lane(self) -> Lane:
+        return self.route, self.home
 
     def deadline(self, grace_us: int) -> int:
         """Event time after which the signal expires without an outcome: ts + horizon + grace."""
@@ -68,7 +89,7 @@ class Entry:
             "h": self.home, "s": self.signal, "ss": self.sig_src, "se": self.sig_event, "o": self.outcome,
             "os": self.out_src, "oe": self.out_event, "ow": self.out_wm,
             "r": None if self.resolved is None else self.resolved.to_json(), "e": self.emitted,
-            "s0": self.status0, "f": self.final, "x": self.orphan,
+            "s0": self.status0, "f": self.final, "x": self.orphan, "rt": self.route,
         }  # fmt: skip
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -79,7 +100,7 @@ class Entry:
             signal_id, d["h"], d["s"], tuple(d["ss"]) if d["ss"] else None, d["se"], d["o"],
             tuple(d["os"]) if d["os"] else None, d["oe"], d["ow"],
             None if d["r"] is None else Resolved.from_json(d["r"]), d["e"], d["s0"], d["f"],
-            tuple(d["x"]) if d["x"] else None,
+            tuple(d["x"]) if d["x"] else None, 0, d.get("rt", d["h"]),
         )  # fmt: skip
 
 

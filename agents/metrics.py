@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ASSIGNED_PARTITIONS",
     "BATCH_EVENTS",
     "BATCH_SECONDS",
     "DEAD_LETTERS",
@@ -22,10 +23,13 @@ __all__ = [
     "JOIN_PENDING",
     "JOIN_RESULTS",
     "LAG",
+    "MISROUTED",
     "PERIODS",
     "PRICE_MOVES",
+    "RECOVERY_SECONDS",
     "REDELIVERED",
     "SNAPSHOTS",
+    "TABLE_KEYS",
     "WorkerStats",
 ]
 
@@ -36,6 +40,19 @@ DEAD_LETTERS = Counter(
 )
 REDELIVERED = Counter(
     "tradeloop_worker_redelivered_total", "Events skipped because the state already held them", ["topic"]
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "tradeloop_worker_assigned_partitions", "Input partitions this worker holds after the last rebalance"
+)
+RECOVERY_SECONDS = Gauge(
+    "tradeloop_worker_recovery_seconds",
+    "From the last partition assignment to the state being loaded (table restore included)",
+)
+TABLE_KEYS = Gauge("tradeloop_worker_table_keys", "Keys restored into each table at the last load", ["table"])
+MISROUTED = Counter(
+    "tradeloop_worker_misrouted_total",
+    "Trades on another partition than Kafka's default partitioner gives their symbol (the join "
+    "then misses their features: produce them with the murmur2 partitioner)",
 )
 SNAPSHOTS = Counter("tradeloop_features_snapshots_total", "FeatureSnapshots emitted")
 PRICE_MOVES = Counter("tradeloop_price_moves_total", "Rapid price move alerts", ["kind"])
@@ -68,6 +85,8 @@ class WorkerStats:
     dead_letters: int = 0
     experiences: int = 0
     pending: int = 0
+    partitions: int = 0
+    recovery_seconds: float = 0.0
     lag: Tally[str] = field(default_factory=Tally)
     _last: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
 
@@ -83,4 +102,6 @@ class WorkerStats:
             "experiences_total": float(self.experiences),
             "pending_joins": float(self.pending),
             "lag": float(sum(self.lag.values())),
+            "partitions": float(self.partitions),
+            "recovery_seconds": self.recovery_seconds,
         }

@@ -75,6 +75,9 @@ class Inbound(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
+    # The partition the join keeps this event's state on (the join-input partition of its
+    # symbol); None when that is ``partition`` itself.
+    route: int | None = None
 
     def reject(self, stage: str, reason: str, error: str) -> DeadLetter:
         return DeadLetter(

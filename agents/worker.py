@@ -1,10 +1,13 @@
 """The stream worker: thin Faust agents over the pure handlers, plus timers, metrics and heartbeats.
 
-Three agents, each reading batches with ``stream.take_events``:
+Four agents, each reading batches with ``stream.take_events``:
 
 * ``features`` (trades) -> :class:`agents.market.Market` -> features, price-moves, dead-letter.
-* ``join`` (signals + outcomes) -> :class:`agents.join.Joiner` -> experiences, dead-letter, and a
-  copy of each experience keyed by portfolio on an internal topic.
+* ``route`` (signals + outcomes) -> :class:`agents.routing.Router` -> the internal join-input
+  topic, on the partition of each event's symbol, so the join runs beside that symbol's market
+  state and any number of workers can share the partitions; invalid events -> dead-letter.
+* ``join`` (join-input) -> :class:`agents.join.Joiner` -> experiences, dead-letter, and a copy of
+  each experience keyed by portfolio on a second internal topic.
 * ``periods`` (that internal topic) -> :class:`agents.periods.Periods` -> allocation-periods.
 
 For every batch an agent produces its outputs, waits until the broker acknowledged them, and only
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 
@@ -30,8 +33,9 @@ from agents.deadletter import DeadLetter
 from agents.join import JoinBatch, Joiner
 from agents.market import Market
 from agents.periods import Periods
+from agents.routing import PROVENANCE_HEADER, Provenance, Router, partition_for
 from agents.tables import apply_writes, read_all
-from agents.validate import Inbound
+from agents.validate import Inbound, Validator
 from streams.clock import now_us
 from streams.codec import Codec
 from streams.heartbeat import Heartbeater, component_id
@@ -48,12 +52,23 @@ from streams.topics import (
     TRADES,
 )
 
-__all__ = ["PERIODS_INPUT", "StreamWorker", "main", "run"]
+__all__ = ["JOIN_INPUT", "PERIODS_INPUT", "StreamWorker", "main", "run"]
 
 log = logging.getLogger(__name__)
 
 PERIODS_INPUT = "periods-by-portfolio"  # internal topic: experiences keyed by portfolio
-Send = tuple[str, bytes | None, bytes, int | None]  # (full topic, key, value, event time us)
+JOIN_INPUT = "join-input"  # internal topic: signals and outcomes on their symbol's partition
+
+
+class Send(NamedTuple):
+    """One record to produce: full topic, key, value, event time (us), and optionally where."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    ts: int | None
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class StreamWorker:
@@ -66,10 +81,13 @@ class StreamWorker:
         agents = settings.agents
         self.market = Market(agents, self.codec)
         self.joiner = Joiner(agents, self.codec, self.market)
+        self.router = Router(Validator(self.codec, agents.max_future_seconds), settings.partitions)
+        self._trade_partitions: dict[bytes | None, int] = {}
         self.periods = Periods(agents, self.codec)
         self.stats = m.WorkerStats()
         self.app = create_app(settings)
-        self._loaded = False
+        self._loaded = self._recovered = False
+        self._assigned_at = time.monotonic()
         self._join_lock = asyncio.Lock()
         self._periods_lock = asyncio.Lock()
         self._positions: dict[Any, int] = {}
@@ -81,17 +99,17 @@ class StreamWorker:
         app, agents, topic = self.app, self.settings.agents, self.settings.topic
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.full = {name: topic(name) for name in (TRADES, SIGNALS, OUTCOMES)}
+        internal: dict[str, Any] = {
+            "internal": True, "partitions": self.settings.partitions,
+            "replicas": self.settings.replication_factor, **raw,
+        }  # fmt: skip
+        self.full[JOIN_INPUT] = f"{agents.app_id}-{JOIN_INPUT}"
         self.full[PERIODS_INPUT] = f"{agents.app_id}-{PERIODS_INPUT}"
         self.logical = {full: name for name, full in self.full.items()}
         trades = app.topic(self.full[TRADES], **raw)
-        joined = app.topic(self.full[SIGNALS], self.full[OUTCOMES], **raw)
-        by_portfolio = app.topic(
-            self.full[PERIODS_INPUT],
-            internal=True,
-            partitions=self.settings.partitions,
-            replicas=self.settings.replication_factor,
-            **raw,
-        )
+        signals_and_outcomes = app.topic(self.full[SIGNALS], self.full[OUTCOMES], **raw)
+        join_input = app.topic(self.full[JOIN_INPUT], **internal)
+        by_portfolio = app.topic(self.full[PERIODS_INPUT], **internal)
         # bytes key and value types make Faust use the raw codec for the changelog and its recovery.
         schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)
         table: dict[str, Any] = {
@@ -101,33 +119,66 @@ class StreamWorker:
         self.join_table = app.Table("join", **table)
         self.periods_table = app.Table("periods", **table)
         app.agent(trades, name="features")(self._features_agent)
-        app.agent(joined, name="join")(self._join_agent)
+        app.agent(signals_and_outcomes, name="route")(self._route_agent)
+        app.agent(join_input, name="join")(self._join_agent)
         app.agent(by_portfolio, name="periods")(self._periods_agent)
         app.timer(agents.tick_seconds)(self._tick)
         app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_rebalance_complete.connect(self._on_recovered)
 
     def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        self._loaded = False  # reload the working state from the tables once recovery is done
+        # Reload the working state from the tables once their recovery for this assignment is done.
+        # (Faust's ``recovery.completed`` event stays set after the first recovery, so it cannot
+        # tell; ``on_rebalance_complete`` is sent when the streams resume after each recovery.)
+        self._loaded = self._recovered = False
+        self._assigned_at = time.monotonic()
 
-    def _ensure_loaded(self, force: bool = False) -> bool:
+    async def _on_recovered(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self._recovered = True
+
+    async def _ready(self, events: list[Any]) -> list[Any]:
+        """Wait for the state of the current assignment, then drop events of partitions given away.
+
+        A batch buffered before a rebalance can reach the agent after it; events of partitions
+        now held by another worker were not committed here, so that worker processes them.
+        """
+        while not self._ensure_loaded():
+            await asyncio.sleep(0.05)
+        held = self.app.consumer.assignment()
+        return [e for e in events if e.message.tp in held]
+
+    def _ensure_loaded(self) -> bool:
         """Load the handlers' working state from the recovered tables (once per assignment)."""
         if self._loaded:
             return True
-        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
-        if not force and not recovery.completed.is_set():
+        if not self._recovered:
             return False
         # Faust pauses every stream while more than 100 table writes wait to be produced; one batch
         # writes up to a few per event, so allow a few batches' worth before that back-pressure.
         self.app.producer.buffer.max_messages = max(10_000, 8 * self.settings.agents.batch_max)
         now = now_us()
-        self.market.load(read_all(self.market_table))
-        self.joiner.load(read_all(self.join_table), now)
-        self.periods.load(read_all(self.periods_table), now)
+        tables = {"market": read_all(self.market_table), "join": read_all(self.join_table),
+                  "periods": read_all(self.periods_table)}  # fmt: skip
+        self.market.load(tables["market"])
+        self.joiner.load(tables["join"], now)
+        self.periods.load(tables["periods"], now)
         self._loaded = True
+        partitions = sorted(
+            {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.full[TRADES]}
+        )
+        self.stats.partitions, self.stats.recovery_seconds = (
+            len(partitions),
+            time.monotonic() - self._assigned_at,
+        )
+        m.ASSIGNED_PARTITIONS.set(len(partitions))
+        m.RECOVERY_SECONDS.set(self.stats.recovery_seconds)
+        for name, items in tables.items():
+            m.TABLE_KEYS.labels(name).set(len(items))
         log.info(
-            "state loaded: %d symbols, %d join entries (%d pending), %d portfolios",
-            len(self.market.symbols), len(self.joiner.entries), self.joiner.pending(),
-            len(self.periods.portfolios),
+            "state loaded %.2fs after the assignment of partitions %s: %d table keys, %d symbols, "
+            "%d join entries (%d pending), %d portfolios",
+            self.stats.recovery_seconds, partitions, sum(len(t) for t in tables.values()),
+            len(self.market.symbols), len(self.joiner.entries), self.joiner.pending(), len(self.periods.portfolios),
         )  # fmt: skip
         return True
 
@@ -144,12 +195,47 @@ class StreamWorker:
         self.stats.events_in += len(out)
         return out
 
+    def _join_inbound(self, events: Iterable[Any]) -> list[Inbound]:
+        """Routed events as the join sees them: at their source coordinates, on their route."""
+        out = []
+        for event in events:
+            msg = event.message
+            source = Provenance.of(msg.headers)
+            if source is None:  # only the route agent writes this topic, always with the header
+                raise RuntimeError(f"{msg.topic}@{msg.partition}:{msg.offset} has no {PROVENANCE_HEADER}")
+            full = self.full[source.topic]
+            out.append(
+                Inbound(
+                    source.topic, full, source.partition, source.offset, msg.key, msg.value, msg.partition
+                )
+            )
+            self._positions[msg.tp] = msg.offset + 1
+        m.EVENTS_IN.labels(JOIN_INPUT).inc(len(out))
+        return out
+
+    def _count_misrouted(self, trades: list[Inbound]) -> None:
+        """Count trades whose partition is not their symbol's: the join misses their features."""
+        cache, partitions = self._trade_partitions, self.settings.partitions
+        misrouted = 0
+        for trade in trades:
+            expected = cache.get(trade.key)
+            if expected is None:
+                expected = cache[trade.key] = partition_for(trade.key or b"", partitions)
+                if expected != trade.partition:
+                    log.warning(
+                        "trades of %r arrive on partition %d, not %d: produce trades with Kafka's "
+                        "default (murmur2) partitioner", trade.key, trade.partition, expected,
+                    )  # fmt: skip
+            misrouted += expected != trade.partition
+        if misrouted:
+            m.MISROUTED.inc(misrouted)
+
     # ---- output ----------------------------------------------------------------------------------
 
     def _encode(self, logical: str, keyed: Iterable[tuple[str, dict[str, Any]]]) -> list[Send]:
         """Encoded (topic, key, value, ts) sends of (key, record) pairs for logical topic ``logical``."""
         full = self.settings.topic(logical)
-        sends: list[Send] = [(full, k.encode(), self.codec.encode(logical, r), r["ts"]) for k, r in keyed]
+        sends = [Send(full, k.encode(), self.codec.encode(logical, r), r["ts"]) for k, r in keyed]
         m.EVENTS_OUT.labels(logical).inc(len(sends))
         return sends
 
@@ -164,16 +250,19 @@ class StreamWorker:
         self.stats.dead_letters += len(letters)
         m.EVENTS_OUT.labels(DEAD_LETTER).inc(len(letters))
         return [
-            (full, d.key, self.codec.encode(DEAD_LETTER, d.record(self.ident, now)), None) for d in letters
+            Send(full, d.key, self.codec.encode(DEAD_LETTER, d.record(self.ident, now)), None)
+            for d in letters
         ]
 
     async def _deliver(self, sends: list[Send]) -> None:
         """Produce and wait for the broker's acknowledgement of every record."""
         producer = self.app.producer
         futures: list[Awaitable[Any]] = []
-        for topic, key, value, ts in sends:
-            timestamp = ts / 1e6 if ts else None
-            futures.append(await producer.send(topic, key, value, None, timestamp, None))
+        for send in sends:
+            timestamp = send.ts / 1e6 if send.ts else None
+            futures.append(
+                await producer.send(send.topic, send.key, send.value, send.partition, timestamp, send.headers)
+            )
         if futures:
             await asyncio.gather(*futures)
 
@@ -181,12 +270,14 @@ class StreamWorker:
 
     async def _features_agent(self, stream: Any) -> None:
         agents = self.settings.agents
-        async for events in stream.take_events(agents.batch_max, agents.batch_within_seconds):
-            self._ensure_loaded(force=True)
+        async for batch in stream.take_events(agents.batch_max, agents.batch_within_seconds):
+            events = await self._ready(batch)
             start = time.perf_counter()
             now = now_us()
             self.joiner.last_input_us = now
-            out = self.market.handle(self._inbound(events), now)
+            trades = self._inbound(events)
+            self._count_misrouted(trades)
+            out = self.market.handle(trades, now)
             sends = self._encode(FEATURES, out.snapshots) + self._encode(PRICE_MOVES, out.moves)
             for _, record in out.moves:
                 m.PRICE_MOVES.labels(record["kind"]).inc()
@@ -197,34 +288,51 @@ class StreamWorker:
             m.BATCH_SECONDS.labels("features").observe(time.perf_counter() - start)
             m.BATCH_EVENTS.labels("features").observe(len(events))
 
+    async def _route_agent(self, stream: Any) -> None:
+        agents, internal = self.settings.agents, self.full[JOIN_INPUT]
+        async for batch in stream.take_events(agents.batch_max, agents.batch_within_seconds):
+            events = await self._ready(batch)
+            start = time.perf_counter()
+            now = now_us()
+            self.joiner.last_input_us = now
+            out = self.router.handle(self._inbound(events), now)
+            sends = [
+                Send(internal, f.key, f.value, f.ts, f.partition, [(PROVENANCE_HEADER, f.provenance.header())])
+                for f in out.forwards
+            ]  # fmt: skip
+            await self._deliver(sends + self._dead(out.dead))
+            m.BATCH_SECONDS.labels("route").observe(time.perf_counter() - start)
+            m.BATCH_EVENTS.labels("route").observe(len(events))
+
     async def _join_agent(self, stream: Any) -> None:
         agents = self.settings.agents
-        async for events in stream.take_events(agents.batch_max, agents.batch_within_seconds):
-            self._ensure_loaded(force=True)
+        async for batch in stream.take_events(agents.batch_max, agents.batch_within_seconds):
+            events = await self._ready(batch)
             start = time.perf_counter()
+            self.joiner.last_input_us = now_us()
             async with self._join_lock:
-                await self._emit_join(self.joiner.handle(self._inbound(events), now_us()))
+                await self._emit_join(self.joiner.handle(self._join_inbound(events), now_us()))
             m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - start)
             m.BATCH_EVENTS.labels("join").observe(len(events))
 
     async def _emit_join(self, out: JoinBatch) -> None:
         sends = self._encode(EXPERIENCES, out.experiences)
         internal = self.full[PERIODS_INPUT]
-        for (_, _, value, ts), (_, record) in zip(list(sends), out.experiences, strict=True):
-            sends.append((internal, record["portfolio"].encode(), value, ts))
+        for send, (_, record) in zip(list(sends), out.experiences, strict=True):
+            sends.append(Send(internal, record["portfolio"].encode(), send.value, send.ts))
             m.EXPERIENCES.labels(record["status"]).inc()
         for result, count in out.results.items():
             m.JOIN_RESULTS.labels(result).inc(count)
         self.stats.experiences += len(out.experiences)
         await self._deliver(sends + self._dead(out.dead))
-        apply_writes(self.join_table, self.full[SIGNALS], out.writes)
+        apply_writes(self.join_table, self.full[JOIN_INPUT], out.writes)
         self.stats.pending = self.joiner.pending()
         m.JOIN_PENDING.set(self.stats.pending)
 
     async def _periods_agent(self, stream: Any) -> None:
         agents = self.settings.agents
-        async for events in stream.take_events(agents.batch_max, agents.batch_within_seconds):
-            self._ensure_loaded(force=True)
+        async for batch in stream.take_events(agents.batch_max, agents.batch_within_seconds):
+            events = await self._ready(batch)
             async with self._periods_lock:
                 out = self.periods.handle(self._inbound(events), now_us())
                 await self._emit_periods(out.periods, out.dead, out.writes)

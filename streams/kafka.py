@@ -51,6 +51,9 @@ def producer_config(settings: Settings, client_id: str = "tradeloop", **override
         {
             "enable.idempotence": True,
             "acks": "all",
+            # Kafka's default partitioner (as the Java client, Faust and Kafka Streams): the stream
+            # worker routes signals to the partition of their symbol's trades with the same hash.
+            "partitioner": "murmur2_random",
             "linger.ms": 5,
             "compression.type": "none",
             "message.timeout.ms": 30_000,

@@ -18,7 +18,14 @@ __all__ = ["DEFAULT_PORTS", "PROCESS_INFO", "serve_metrics"]
 log = logging.getLogger(__name__)
 
 # Default /metrics ports per component, so `tradeloop up` can run them side by side.
-DEFAULT_PORTS: Final = {"up": 9300, "worker": 9301, "trainer": 9302, "inference": 9303, "simulator": 9304, "health": 9305}
+DEFAULT_PORTS: Final = {
+    "up": 9300,
+    "worker": 9301,
+    "trainer": 9302,
+    "inference": 9303,
+    "simulator": 9304,
+    "health": 9305,
+}
 
 PROCESS_INFO = Info("tradeloop_process", "Component kind and id of this process")
 UP_SINCE = Gauge("tradeloop_process_start_time_seconds", "Unix time this tradeloop process started")

@@ -74,7 +74,9 @@ def _global(
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # Connection retries are expected (broker starting, restarting); errors reach us through callbacks.
-    logging.getLogger("librdkafka").setLevel(logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.CRITICAL)
+    logging.getLogger("librdkafka").setLevel(
+        logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.CRITICAL
+    )
     ctx.obj = settings
 
 

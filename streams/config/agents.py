@@ -27,6 +27,16 @@ class AgentSettings(Section):
     web_port: int = 6066
     batch_max: int = Field(default=2000, ge=1, description="events per stream.take batch")
     batch_within_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    recovery_consistency_check: bool = Field(
+        default=False,
+        description="Faust's check that a restored changelog offset is not past the topic's end; off "
+        "because Tansu reports that end as the last batch's base offset + 1 (docs/agents.md): turn "
+        "it on against Kafka with the rocksdb store",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, le=30_000,
+        description="longest a fetch may wait for data (Faust's own consumer hard-codes 1500 ms)",
+    )  # fmt: skip
     commit_interval_seconds: float = Field(default=1.0, gt=0, description="Faust offset commit interval")
     tick_seconds: float = Field(default=0.5, gt=0, description="timer period: idle expiry, lag, periods")
     heartbeat_seconds: float = Field(default=2.0, gt=0)

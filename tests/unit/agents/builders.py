@@ -46,11 +46,10 @@ def key_of(topic: str, record: dict[str, Any]) -> bytes:
 
 
 def inbound(topic: str, record: dict[str, Any], offset: int, partition: int = 0,
-            key: bytes | None = None) -> Inbound:  # fmt: skip
+            key: bytes | None = None, route: int | None = None) -> Inbound:  # fmt: skip
     value = CODEC.encode(topic, record)
-    return Inbound(
-        topic, f"t.{topic}", partition, offset, key if key is not None else key_of(topic, record), value
-    )
+    key = key if key is not None else key_of(topic, record)
+    return Inbound(topic, f"t.{topic}", partition, offset, key, value, route)
 
 
 def random_trades(n: int, seed: int = 1, symbol: str = "BTC", start: int = T0, gaps: bool = True

@@ -35,10 +35,10 @@ class Harness:
                 self.table[key] = value
         return batch
 
-    def msg(self, topic: str, record: dict[str, Any], partition: int = 0) -> Any:
+    def msg(self, topic: str, record: dict[str, Any], partition: int = 0, route: int | None = None) -> Any:
         offset = self.offsets[(topic, partition)]
         self.offsets[(topic, partition)] += 1
-        return inbound(topic, record, offset, partition)
+        return inbound(topic, record, offset, partition, route=route)
 
     def trades(
         self, start: int, end: int, step: int = SECOND, symbol: str = "BTC", price: float = 100.0

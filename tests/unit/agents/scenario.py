@@ -7,12 +7,12 @@ topics must produce exactly these records, byte for byte.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from agents.routing import partition_for
 from streams.config.agents import AgentSettings
 from tests.unit.agents.builders import SECOND, T0, outcome, signal, trade
 from tests.unit.agents.harness import Harness
@@ -31,8 +31,8 @@ def scenario_settings(**overrides: Any) -> AgentSettings:
 
 
 def partition_of(key: str, partitions: int) -> int:
-    """librdkafka's default partitioner (consistent_random: CRC-32 of the key)."""
-    return zlib.crc32(key.encode()) % partitions
+    """The partition our producers give ``key``: Kafka's default (murmur2) partitioner."""
+    return partition_for(key.encode(), partitions)
 
 
 @dataclass
@@ -86,17 +86,20 @@ def build(n_signals: int = 60, seed: int = 7, partitions: int = 3, prefix: str =
             sc.joins += [("signals", sid, sig), ("outcomes", sid, out), ("outcomes", sid, dup)]
         else:
             sc.joins += [("signals", sid, sig), ("outcomes", sid, out)]
-    covered: set[int] = set()
-    k = 0
-    while len(covered) < partitions:
-        sid = f"{prefix}-sentinel-{k}"
-        k += 1
-        if partition_of(sid, partitions) in covered:
-            continue
-        covered.add(partition_of(sid, partitions))
-        sc.signal_ids.append(sid)
-        sc.joins.append(("signals", sid, signal(sid, SENTINEL, symbol="BTC", horizon=5.0)))
-        sc.joins.append(("outcomes", sid, outcome(sid, SENTINEL + SECOND, 0.001)))
+    # Sentinels move every join lane's watermarks past the data: one signal and outcome per
+    # (symbol, source partition), since the join keeps its clocks per lane (see agents.join).
+    for symbol in SYMBOLS:
+        covered: set[int] = set()
+        k = 0
+        while len(covered) < partitions:
+            sid = f"{prefix}-sentinel-{symbol}-{k}"
+            k += 1
+            if partition_of(sid, partitions) in covered:
+                continue
+            covered.add(partition_of(sid, partitions))
+            sc.signal_ids.append(sid)
+            sc.joins.append(("signals", sid, signal(sid, SENTINEL, symbol=symbol, horizon=5.0)))
+            sc.joins.append(("outcomes", sid, outcome(sid, SENTINEL + SECOND, 0.001, symbol=symbol)))
     return sc
 
 
@@ -105,7 +108,8 @@ def expected(sc: Scenario, settings: AgentSettings, partitions: int = 3) -> Harn
     h = Harness(settings)
     msgs = [h.msg("trades", r, partition_of(k, partitions)) for _, k, r in sc.trades]
     h.market.handle(msgs, h.now)
-    batch = [h.msg(t, r, partition_of(k, partitions)) for t, k, r in sc.joins + sc.late]
+    batch = [h.msg(t, r, partition_of(k, partitions), partition_of(r["symbol"], partitions))
+             for t, k, r in sc.joins + sc.late]  # fmt: skip
     for start in range(0, len(batch), 50):
         h._take(h.joiner.handle(batch[start : start + 50], h.now))
     return h
