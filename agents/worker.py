@@ -88,6 +88,7 @@ class StreamWorker:
         self.app = create_app(settings)
         self._loaded = self._recovered = False
         self._assigned_at = time.monotonic()
+        self._next_pending_count = 0.0
         self._join_lock = asyncio.Lock()
         self._periods_lock = asyncio.Lock()
         self._positions: dict[Any, int] = {}
@@ -326,8 +327,6 @@ class StreamWorker:
         self.stats.experiences += len(out.experiences)
         await self._deliver(sends + self._dead(out.dead))
         apply_writes(self.join_table, self.full[JOIN_INPUT], out.writes)
-        self.stats.pending = self.joiner.pending()
-        m.JOIN_PENDING.set(self.stats.pending)
 
     async def _periods_agent(self, stream: Any) -> None:
         agents = self.settings.agents
@@ -354,6 +353,11 @@ class StreamWorker:
             out = self.periods.tick(now)
             await self._emit_periods(out.periods, out.dead, out.writes)
         self._update_lag()
+        if time.monotonic() >= self._next_pending_count:
+            # A scan of every join entry (hundreds of thousands in a long run): once per heartbeat.
+            self._next_pending_count = time.monotonic() + self.settings.agents.heartbeat_seconds
+            self.stats.pending = self.joiner.pending()
+            m.JOIN_PENDING.set(self.stats.pending)
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer

@@ -188,14 +188,17 @@ def run(settings: Settings, args: argparse.Namespace, broker: EmbeddedBroker | N
     create_topics(settings)
     commands = registered_commands()
     supervisor = Supervisor(settings, args.log_dir or settings.data_dir / "logs")
-    started = [(name, beat) for name, command, beat in COMPONENTS if command in commands]
-    missing = [name for name, command, _ in COMPONENTS if command not in commands]
+    # Extra stream workers join the first one's consumer group and share the partitions.
+    components = [*COMPONENTS, *((f"worker-{i}", "worker", "worker") for i in range(2, args.workers + 1))]
+    started = [(name, beat) for name, command, beat in components if command in commands]
+    missing = [name for name, command, _ in components if command not in commands]
     reader = BusReader(settings)
     sampler: MemorySampler | None = None
     try:
-        for name, command, _ in COMPONENTS:
+        for name, command, _ in components:
             if command in commands:
-                supervisor.start(name, [command])
+                extra = {"TRADELOOP_METRICS_PORT": str(free_port())} if name.startswith("worker-") else None
+                supervisor.start(name, [command], extra)
         log.info("started %s; waiting for their heartbeats", ", ".join(n for n, _ in started))
         ready = wait_for_heartbeats(reader, {beat for _, beat in started}, args.ready_timeout)
         if not_ready := {beat for _, beat in started} - ready:
@@ -268,6 +271,7 @@ def run(settings: Settings, args: argparse.Namespace, broker: EmbeddedBroker | N
         "lag_after_drain": lag_after_drain,
         "drain_seconds": args.drain,
         "components": [n for n, _ in started],
+        "stream_workers": args.workers,
         "components_missing": missing,
         "components_ready": sorted(ready),
         "exited_during_load": exited,
@@ -287,6 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--window", type=float, default=30.0, help="first/last window of the RSS plateau check"
     )
+    parser.add_argument("--workers", type=int, default=1, help="stream workers sharing the partitions")
     parser.add_argument("--drain", type=float, default=15.0, help="seconds after the load before lag again")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="wait for components' heartbeats")
     parser.add_argument("--size-via-bus", action="store_true",
