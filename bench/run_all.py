@@ -67,9 +67,13 @@ BENCHES: tuple[Bench, ...] = (
     Bench("learning_quality", (), (
         Target("oracle_uplift_fraction", "sizer: fraction of oracle Sharpe uplift", GE, 0.8, ">= 0.8"),
     ), timeout=2400),
-    Bench("load", (), (
+    Bench("load", ("--workers", "2"), (
         Target("events_per_s", "whole loop at full rate, events/s (RSS bounded)", GE, 5_000, ">= 5,000"),
     ), timeout=900),
+    Bench("failover", (), (
+        Target("keys_taken_over", "keys restored from the killed worker's changelogs", GE, 100_000, ">= 100,000"),
+        Target("kill_to_takeover_s", "kill -> survivor holds every partition, state restored, s", GE, 0, "reported"),
+    ), timeout=1200),
     Bench("allocator_quality", (), (
         Target("oracle_uplift_fraction", "allocator: fraction of oracle uplift", GE, 0.6, ">= 0.6"),
     ), timeout=2400),

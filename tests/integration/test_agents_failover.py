@@ -12,15 +12,12 @@ import re
 import threading
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from streams.consumer import EventConsumer
-from streams.producer import EventProducer
 from streams.settings import Settings
-from tests.unit.agents.runner import WorkerProcess, wait_for
+from tests.unit.agents.runner import ExperienceCopies, WorkerProcess, live_engine, wait_for
 from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -46,29 +43,10 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over_exactly_once(
     want = expected(sc, agents, settings.partitions).encoded()
     events = sorted(sc.trades + sc.joins, key=lambda e: e[2]["ts"]) + sc.late
     started = threading.Event()
-
-    def engine() -> None:
-        started.wait(120)
-        with EventProducer(settings, "pair-engine") as producer:
-            for start in range(0, len(events), 250):
-                for topic, key, record in events[start : start + 250]:
-                    producer.send(topic, key, record)
-                producer.flush()
-                time.sleep(0.3)
-
-    copies: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-    consumer = EventConsumer(settings, f"pair-reader-{uuid.uuid4().hex[:6]}")
-    consumer.assign_all(["experiences"])
-
-    def poll() -> None:
-        for message in consumer.poll_batch(5000, timeout=0.2):
-            record = consumer.decode(message)
-            copies[(record["signal_id"], record["revision"])].append(message.value() or b"")
-
+    copies = ExperienceCopies(settings)
     victim = WorkerProcess(settings, tmp_path / "victim.log").start()
     survivor = WorkerProcess(settings, tmp_path / "survivor.log").start()
-    producer = threading.Thread(target=engine, daemon=True)
-    producer.start()
+    producer = live_engine(settings, events, started)
     try:
 
         def shared() -> bool:  # both workers hold partitions, and between them all of them
@@ -80,7 +58,9 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over_exactly_once(
         wait_for(shared, 120, "both workers to share the partitions", lambda: time.sleep(0.2), survivor)
         held_before = loads(survivor)[-1][1]
         started.set()
-        wait_for(lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", poll, survivor)
+        wait_for(
+            lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", copies.poll, survivor
+        )
         victim.kill()
         killed_at, kill_time, count_before = len(copies), time.monotonic(), len(loads(survivor))
 
@@ -88,23 +68,26 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over_exactly_once(
             found = loads(survivor)
             return len(found) > count_before and found[-1][1] == list(range(settings.partitions))
 
-        wait_for(took_over, 90, "the survivor to take every partition over", poll, survivor)
+        wait_for(took_over, 90, "the survivor to take every partition over", copies.poll, survivor)
         takeover_s = time.monotonic() - kill_time
         recovery_s = loads(survivor)[-1][0]
-        wait_for(lambda: len(copies) >= len(want), 150, "every experience after the takeover", poll, survivor)
+        wait_for(
+            lambda: len(copies) >= len(want),
+            150,
+            "every experience after the takeover",
+            copies.poll,
+            survivor,
+        )
         producer.join(30)
         time.sleep(2.0)  # a duplicate still in flight would show up now
-        poll()
+        copies.poll()
     finally:
-        consumer.close()
+        copies.close()
         victim.stop()
         survivor.stop()
     assert 0 < len(held_before) < settings.partitions, "the survivor held only its share before the kill"
     assert killed_at < len(want), "the victim was killed mid-stream"
-    assert set(copies) == set(want), "every experience, and no other"
-    for key, values in copies.items():
-        assert all(v == want[key] for v in values), f"{key}: a copy differs from the expected record"
-    repeats = sum(len(v) - 1 for v in copies.values())
+    repeats = copies.assert_exactly(want)
     print(
         f"kill at {killed_at}/{len(want)} experiences; survivor held {held_before} before; takeover "
         f"{takeover_s:.1f}s after the kill (state restore {recovery_s:.2f}s of it); repeated copies {repeats}"

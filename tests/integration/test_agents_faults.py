@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from streams.consumer import EventConsumer
-from streams.producer import EventProducer
 from streams.settings import Settings
-from tests.unit.agents.runner import WorkerProcess, wait_for
+from tests.unit.agents.runner import ExperienceCopies, WorkerProcess, live_engine, wait_for
 from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -43,46 +39,28 @@ def test_sigkill_mid_stream_then_restart_yields_every_experience_exactly_once(st
     want = expected(sc, agents).encoded()
     events = sorted(sc.trades + sc.joins, key=lambda e: e[2]["ts"]) + sc.late
 
-    def engine() -> None:  # a live engine: the stream keeps flowing while the worker dies
-        with EventProducer(settings, "fault-engine") as producer:
-            for start in range(0, len(events), 250):
-                for topic, key, record in events[start : start + 250]:
-                    producer.send(topic, key, record)
-                producer.flush()
-                time.sleep(0.3)
-
-    copies: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-    consumer = EventConsumer(settings, f"fault-reader-{uuid.uuid4().hex[:6]}")
-    consumer.assign_all(["experiences"])
-
-    def poll() -> None:
-        for message in consumer.poll_batch(5000, timeout=0.2):
-            record = consumer.decode(message)
-            copies[(record["signal_id"], record["revision"])].append(message.value() or b"")
-
+    copies = ExperienceCopies(settings)
     first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
-    producer = threading.Thread(target=engine, daemon=True)
-    producer.start()
+    producer = live_engine(settings, events)  # the stream keeps flowing while the worker dies
     second = None
     try:
-        wait_for(lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", poll, first)
+        wait_for(lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", copies.poll, first)
         first.kill()
         killed_at = len(copies)
         second = WorkerProcess(settings, tmp_path / "worker-2.log").start()
-        wait_for(lambda: len(copies) >= len(want), 120, "every experience after the restart", poll, second)
+        wait_for(
+            lambda: len(copies) >= len(want), 120, "every experience after the restart", copies.poll, second
+        )
         producer.join(30)
         time.sleep(2.0)  # anything still in flight would show up as an extra copy now
-        poll()
+        copies.poll()
     finally:
-        consumer.close()
+        copies.close()
         first.stop()
         if second is not None:
             second.stop()
     assert killed_at < len(want), "the worker was killed mid-stream"
-    assert set(copies) == set(want), "every experience, and no other"
-    for key, values in copies.items():
-        assert all(v == want[key] for v in values), f"{key}: a copy differs from the expected record"
-    duplicates = sum(len(v) - 1 for v in copies.values())
+    duplicates = copies.assert_exactly(want)
     # At-least-once delivery can repeat the last unacknowledged batch; repeats are byte-identical and
     # the replay store drops them by (signal_id, revision). Print the number so the report can cite it.
     print(f"SIGKILL at {killed_at}/{len(want)} experiences; repeated copies after restart: {duplicates}")

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from confluent_kafka import KafkaError, Message, Producer
 from typer.testing import CliRunner
 
@@ -38,6 +37,7 @@ from streams.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError
 from streams.settings import Settings
 from streams.topics import TRADES
+from tests.integration.cli_apps import status_app
 from tests.unit.inference.harness import ENGINE_VALUES, publish
 from tests.unit.inference.model_factory import sizer_update
 from tradeloop.commands import status as status_command
@@ -136,18 +136,6 @@ def stop_child(child: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     return child.returncode
-
-
-def status_app(settings: Settings) -> typer.Typer:
-    """The real ``tradeloop status`` command on an app whose global options are ``settings``."""
-    app = typer.Typer()
-
-    @app.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = settings
-
-    status_command.register(app)
-    return app
 
 
 def status_json(settings: Settings) -> tuple[int, dict[str, Any]]:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 from confluent_kafka import TopicPartition
 from typer.testing import CliRunner
 
@@ -24,21 +23,10 @@ from streams.settings import Settings
 from streams.status import CONSUMERS
 from streams.status_collect import BusReader
 from streams.topics import DEAD_LETTER, HEARTBEATS, TRADES
+from tests.integration.cli_apps import status_app
 from tradeloop.commands import status as status_command
 
 pytestmark = pytest.mark.integration
-
-
-def cli(settings: Settings) -> typer.Typer:
-    """The status command on an app whose global options are the test's settings."""
-    app = typer.Typer()
-
-    @app.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = settings
-
-    status_command.register(app)
-    return app
 
 
 def trade(i: int) -> dict[str, object]:
@@ -62,7 +50,7 @@ def wait_for_beats(settings: Settings, *idents: str, timeout: float = 15.0) -> N
 
 
 def run_status(settings: Settings, *args: str) -> tuple[int, dict]:
-    result = CliRunner().invoke(cli(settings), ["status", "--json", *args])
+    result = CliRunner().invoke(status_app(settings), ["status", "--json", *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result.exit_code, json.loads(result.stdout)
 
@@ -110,7 +98,7 @@ def test_status_reports_up_and_down_and_exits_accordingly(topics: Settings) -> N
 
 
 def test_status_table_renders_and_probe_fails_without_processes(topics: Settings) -> None:
-    result = CliRunner().invoke(cli(topics), ["status", "--window", "0"])
+    result = CliRunner().invoke(status_app(topics), ["status", "--window", "0"])
     assert result.exit_code == 1
     assert "UNHEALTHY" in result.stdout
     assert "no tradeloop process is running" in result.stdout

@@ -12,30 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from streams.broker import free_port
 from streams.settings import Settings
 from streams.status_collect import DEV_SIGNING_KEY_WARNING
-from tradeloop.commands import status as status_command
+from tests.integration.cli_apps import status_app
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(settings: Settings) -> typer.Typer:
-    """The status command on an app whose global options are the test's settings."""
-    app = typer.Typer()
-
-    @app.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = settings
-
-    status_command.register(app)
-    return app
 
 
 def nowhere(tmp_path: Path, **fields: Any) -> Settings:
@@ -52,7 +39,7 @@ def dev_key() -> str:
 def test_json_is_one_document_marking_the_broker_unreachable(tmp_path: Path) -> None:
     settings = nowhere(tmp_path, model_signing_key=None, model_signing_key_file=None)
     started = time.monotonic()
-    result = CliRunner().invoke(cli(settings), ["status", "--json", "--window", "0"])
+    result = CliRunner().invoke(status_app(settings), ["status", "--json", "--window", "0"])
     assert time.monotonic() - started < 30
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), result.exception  # no traceback
@@ -71,7 +58,7 @@ def test_json_is_one_document_marking_the_broker_unreachable(tmp_path: Path) -> 
 
 def test_plain_status_prints_one_line_and_exits_1(tmp_path: Path) -> None:
     settings = nowhere(tmp_path, model_signing_key=SecretStr("own-secret"), model_signing_key_file=None)
-    result = CliRunner().invoke(cli(settings), ["status", "--window", "0"])
+    result = CliRunner().invoke(status_app(settings), ["status", "--window", "0"])
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), result.exception
     assert result.stdout == ""
@@ -83,17 +70,17 @@ def test_plain_status_prints_one_line_and_exits_1(tmp_path: Path) -> None:
 
 def test_status_over_the_broker_carries_the_warning_and_the_broker(topics: Settings) -> None:
     dev = topics.model_copy(update={"model_signing_key": None, "model_signing_key_file": None})
-    result = CliRunner().invoke(cli(dev), ["status", "--json", "--window", "0"])
+    result = CliRunner().invoke(status_app(dev), ["status", "--json", "--window", "0"])
     document = json.loads(result.stdout)
     assert document["broker"] == {"bootstrap": topics.bootstrap, "reachable": True, "error": None}
     assert document["warnings"] == [DEV_SIGNING_KEY_WARNING]
     assert dev_key() not in result.output
 
-    text = CliRunner().invoke(cli(dev), ["status", "--window", "0"], terminal_width=400)
+    text = CliRunner().invoke(status_app(dev), ["status", "--window", "0"], terminal_width=400)
     assert "warning: models are signed with the built-in development key" in text.stdout
 
     own = topics.model_copy(update={"model_signing_key": SecretStr("own-secret")})
-    document = json.loads(CliRunner().invoke(cli(own), ["status", "--json", "--window", "0"]).stdout)
+    document = json.loads(CliRunner().invoke(status_app(own), ["status", "--json", "--window", "0"]).stdout)
     assert document["warnings"] == []
 
 

@@ -9,15 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from streams.consumer import EventConsumer
+from streams.producer import EventProducer
 from streams.settings import Settings
 
-__all__ = ["WorkerProcess", "read_topic", "settings_env", "wait_for"]
+__all__ = ["ExperienceCopies", "WorkerProcess", "live_engine", "read_topic", "settings_env", "wait_for"]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -100,3 +104,53 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: Cal
             raise AssertionError(f"worker died while waiting for {what}:\n{worker.log()[-4000:]}")
     tail = worker.log()[-4000:] if worker is not None else ""
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+Event = tuple[str, str, dict[str, Any]]
+
+
+def live_engine(
+    settings: Settings, events: list[Event], go: threading.Event | None = None
+) -> threading.Thread:
+    """A started thread that produces ``events`` like a live engine: 250 every 0.3 s (after ``go``)."""
+
+    def produce() -> None:
+        if go is not None:
+            go.wait(120)
+        with EventProducer(settings, "live-engine") as producer:
+            for start in range(0, len(events), 250):
+                for topic, key, record in events[start : start + 250]:
+                    producer.send(topic, key, record)
+                producer.flush()
+                time.sleep(0.3)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    return thread
+
+
+class ExperienceCopies:
+    """Every copy of every experience on the topic, by (signal_id, revision)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.copies: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self.consumer = EventConsumer(settings, f"experience-reader-{uuid.uuid4().hex[:6]}")
+        self.consumer.assign_all(["experiences"])
+
+    def __len__(self) -> int:
+        return len(self.copies)
+
+    def poll(self) -> None:
+        for message in self.consumer.poll_batch(5000, timeout=0.2):
+            record = self.consumer.decode(message)
+            self.copies[(record["signal_id"], record["revision"])].append(message.value() or b"")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def assert_exactly(self, want: dict[tuple[str, int], bytes]) -> int:
+        """Every wanted experience and no other, every copy byte-identical; returns the repeats."""
+        assert set(self.copies) == set(want), "every experience, and no other"
+        for key, values in self.copies.items():
+            assert all(v == want[key] for v in values), f"{key}: a copy differs from the expected record"
+        return sum(len(v) - 1 for v in self.copies.values())
