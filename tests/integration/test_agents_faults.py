@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -16,21 +15,13 @@ from tests.unit.agents.scenario import build, expected, scenario_settings
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 # Tansu (the embedded broker) reports a partition's high watermark as the base offset of its last
-# record batch + 1, not the last offset + 1: 15 records produced in 3 batches of 5 give 11 with
-# aiokafka and librdkafka alike (reproduction in docs/agents.md). Faust's RocksDB store then finds
-# its persisted changelog offset beyond the highwater on restart and stops with ConsistencyError.
-# The memory store re-reads the changelog and is not affected. Against a real Kafka
-# (TRADELOOP_KAFKA_BOOTSTRAP) the RocksDB case is expected to pass.
-TANSU_HIGHWATER = pytest.mark.xfail(
-    condition=not os.environ.get("TRADELOOP_KAFKA_BOOTSTRAP"),
-    reason="Tansu high watermark = last batch base offset + 1; Faust RocksDB recovery raises ConsistencyError",
-    strict=False,
-)
+# record batch + 1, not the last offset + 1, so a RocksDB store finds its persisted changelog offset
+# beyond the highwater on restart. With Faust's consistency check on, that stops the worker with a
+# ConsistencyError; agents.recovery_consistency_check is off by default for this (docs/agents.md),
+# and the RocksDB case runs here like the memory one.
 
 
-@pytest.mark.parametrize(
-    "store", ["memory", pytest.param("rocksdb", marks=[TANSU_HIGHWATER, pytest.mark.slow])]
-)
+@pytest.mark.parametrize("store", ["memory", pytest.param("rocksdb", marks=pytest.mark.slow)])
 def test_sigkill_mid_stream_then_restart_yields_every_experience_exactly_once(store: str, topics: Settings,
                                                                              tmp_path: Path) -> None:  # fmt: skip
     agents = scenario_settings(app_id=f"agents-{uuid.uuid4().hex[:8]}", store=store)
