@@ -160,7 +160,7 @@ def test_tansu_forgets_idempotent_producer_ids_across_a_restart(
     """Plain confluent-kafka: after a restart the idempotent client never delivers, the plain one does.
 
     When this test fails, Tansu keeps producer ids across restarts (or accepts unknown ones at
-    sequence 0 as Kafka does): drop the xfail marks that cite it.
+    sequence 0 as Kafka does), and ``EventProducer``'s client renewal is no longer needed for it.
     """
     topic = outage_settings.topic(TRADES)
     acked: dict[str, list[int]] = {"idempotent": [], "plain": []}
