@@ -91,7 +91,9 @@ def test_worker_end_to_end(topics: Settings, tmp_path: Path) -> None:
         assert len(got["experiences"]) == len(records), "no experience was produced twice"
         assert records == want.encoded()
         statuses = Counter(r["status"] for _, _, r in got["experiences"])
-        assert statuses == {"COMPLETE": 43, "CENSORED": 20, "CORRECTION": 10}
+        # 60 signals in six patterns (40 complete, 10 censored, 10 censored then corrected), plus one
+        # complete sentinel per (symbol, source partition) lane: 2 symbols x 3 partitions.
+        assert statuses == {"COMPLETE": 46, "CENSORED": 20, "CORRECTION": 10}
         assert all(k == r["signal_id"].encode() for k, _, r in got["experiences"])
 
         # Every class of bad input ends in the dead-letter topic with its reason and bytes.
