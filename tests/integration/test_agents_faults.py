@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +33,12 @@ def test_sigkill_mid_stream_then_restart_yields_every_experience_exactly_once(st
 
     copies = ExperienceCopies(settings)
     first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
-    producer = live_engine(settings, events)  # the stream keeps flowing while the worker dies
+    go = threading.Event()
+    producer = live_engine(settings, events, go)  # the stream keeps flowing while the worker dies
+    # Stream only once the worker consumes, so it is killed mid-stream, not after a backlog it
+    # would turn into every experience at once (a slow RocksDB start under load did that).
+    wait_for(lambda: "state loaded" in first.log(), 120, "the worker's state", lambda: time.sleep(0.2), first)
+    go.set()
     second = None
     try:
         wait_for(lambda: len(copies) >= len(want) // 3, 120, "a third of the experiences", copies.poll, first)
