@@ -13,7 +13,6 @@ import ssl
 from typing import Any
 
 import faust
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -50,30 +49,6 @@ def credentials(settings: Settings) -> Any:
     )
 
 
-def _patch_fetch_wait() -> None:
-    """Let each app choose its consumer's ``fetch_max_wait_ms`` (``agents.fetch_max_wait_ms``).
-
-    Faust's aiokafka driver creates its consumer with ``fetch_max_wait_ms=1500`` and no setting to
-    change it. A broker that answers a fetch only when that wait runs out (Tansu 0.6 does; see
-    docs/agents.md) then caps every stream, and the changelog restore, at one fetch per partition
-    per 1.5 s. The patch sets the aiokafka consumer's attribute before it starts its fetcher.
-    """
-    cls: Any = AIOKafkaConsumerThread
-    if getattr(cls, "_tradeloop_fetch_wait", False):
-        return
-    create = cls._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        wait = getattr(self.app, "tradeloop_fetch_max_wait_ms", None)
-        if wait is not None:
-            consumer._fetch_max_wait_ms = wait
-        return consumer
-
-    cls._create_worker_consumer = create_worker_consumer
-    cls._tradeloop_fetch_wait = True
-
-
 def create_app(settings: Settings) -> faust.App:
     """A Faust app: broker from ``settings.bootstrap``, memory store unless ``agents.store`` is rocksdb.
 
@@ -82,8 +57,7 @@ def create_app(settings: Settings) -> faust.App:
     """
     agents = settings.agents
     brokers = [f"kafka://{host.strip()}" for host in settings.bootstrap.split(",") if host.strip()]
-    _patch_fetch_wait()
-    app = faust.App(
+    return faust.App(
         agents.app_id,
         broker=brokers,
         broker_credentials=credentials(settings),
@@ -104,5 +78,3 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,  # one worker per partition set; standbys would double the reads
         autodiscover=False,
     )
-    app.tradeloop_fetch_max_wait_ms = agents.fetch_max_wait_ms  # type: ignore[attr-defined]
-    return app

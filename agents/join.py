@@ -149,14 +149,17 @@ class Joiner:
             self._deleted.pop(signal_id, None)
         return entry
 
-    def _on_signal(self, msg: Inbound, signal: dict[str, Any], now: int, out: JoinBatch) -> None:
+    def _arrival(self, msg: Inbound, signal_id: str, now: int) -> tuple[Lane, Clock, Entry]:
+        """The lane, clock and entry an arriving signal or outcome updates."""
         lane = self._lane(msg)
-        clock = self._clock(lane, now)
+        return lane, self._clock(lane, now), self._entry(signal_id, lane)
+
+    def _on_signal(self, msg: Inbound, signal: dict[str, Any], now: int, out: JoinBatch) -> None:
+        lane, clock, entry = self._arrival(msg, signal["signal_id"], now)
         clock.seen_sig = now
         if signal["ts"] > clock.wm_sig:
             clock.wm_sig = signal["ts"]
             self._dirty_clocks.add(lane)
-        entry = self._entry(signal["signal_id"], lane)
         if entry.sig_src == (msg.partition, msg.offset):
             out.results["redelivered"] += 1
             return
@@ -174,10 +177,8 @@ class Joiner:
         self._advance(entry, now, out)
 
     def _on_outcome(self, msg: Inbound, outcome: dict[str, Any], now: int, out: JoinBatch) -> None:
-        lane = self._lane(msg)
-        clock = self._clock(lane, now)
+        lane, clock, entry = self._arrival(msg, outcome["signal_id"], now)
         clock.seen_out = now
-        entry = self._entry(outcome["signal_id"], lane)
         if entry.out_src == (msg.partition, msg.offset):
             # The entry was persisted but maybe not the clock: the watermark is a max, so replay it.
             if outcome["ts"] > clock.wm_out:

@@ -122,10 +122,10 @@ def prefill(settings: Settings, keys: int) -> float:
             symbol = f"OLD{i % 64}"
             route = partition_for(symbol.encode(), settings.partitions)
             home = partition_for(signal_id.encode(), settings.partitions)
-            entry = Entry(
-                signal_id, home, {"ts": FAR_FUTURE_US, "horizon_seconds": 60.0, "symbol": symbol},
-                (home, i), f"e-{signal_id}", None, (home, i), f"o-{signal_id}", 0, None, 0, "COMPLETE",
-                True, None, 0, route,
+            entry = Entry(  # a finished join entry, as the join keeps it for duplicate detection
+                signal_id, home, route=route, final=True, emitted=0, status0="COMPLETE",
+                signal={"ts": FAR_FUTURE_US, "horizon_seconds": 60.0, "symbol": symbol},
+                sig_src=(home, i), sig_event=f"e-{signal_id}", out_src=(home, i), out_event=f"o-{signal_id}",
             )  # fmt: skip
             while True:
                 try:

@@ -33,10 +33,6 @@ class AgentSettings(Section):
         "because Tansu reports that end as the last batch's base offset + 1 (docs/agents.md): turn "
         "it on against Kafka with the rocksdb store",
     )
-    fetch_max_wait_ms: int = Field(
-        default=100, ge=1, le=30_000,
-        description="longest a fetch may wait for data (Faust's own consumer hard-codes 1500 ms)",
-    )  # fmt: skip
     commit_interval_seconds: float = Field(default=1.0, gt=0, description="Faust offset commit interval")
     tick_seconds: float = Field(default=0.5, gt=0, description="timer period: idle expiry, lag, periods")
     heartbeat_seconds: float = Field(default=2.0, gt=0)
