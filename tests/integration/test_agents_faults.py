@@ -25,7 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 @pytest.mark.parametrize("store", ["memory", pytest.param("rocksdb", marks=pytest.mark.slow)])
 def test_sigkill_mid_stream_then_restart_yields_every_experience_exactly_once(store: str, topics: Settings,
                                                                              tmp_path: Path) -> None:  # fmt: skip
-    agents = scenario_settings(app_id=f"agents-{uuid.uuid4().hex[:8]}", store=store)
+    # Idle expiry well above a restart under CI load: restored signals wait this long (wall clock)
+    # for their features before resolving with a features_lagging flag the pure handlers never set.
+    agents = scenario_settings(app_id=f"agents-{uuid.uuid4().hex[:8]}", store=store, idle_expiry_seconds=60)
     settings = topics.model_copy(update={"agents": agents})
     sc = build(n_signals=240, seed=3)
     want = expected(sc, agents).encoded()
