@@ -3,8 +3,10 @@
 Two standard framings, and readers accept both:
 
 * **single-object** (default, no server): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
-  fingerprint of the schema's Parsing Canonical Form + Avro binary body. Any Avro library can
-  produce it from the ``.avsc`` files.
+  fingerprint of the schema's Parsing Canonical Form + Avro binary body, as the Avro
+  specification defines it (:mod:`streams.single_object`). Any Avro library can produce it from
+  the ``.avsc`` files. Headers written big-endian by tradeloop before 0.2 are still read; each such
+  record counts in ``tradeloop_codec_legacy_headers_total`` and is logged once per schema.
 * **confluent** (when a Schema Registry URL is configured): ``00`` + 4-byte big-endian schema id
   + Avro binary body.
 
@@ -24,23 +26,49 @@ Example:
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
 from fastavro import schemaless_reader, schemaless_writer
+from prometheus_client import Counter
 
 from streams.errors import SchemaDecodeError, SchemaEncodeError
 from streams.schema_registry import ConfluentRegistryClient
 from streams.schemas import LoadedSchema, SchemaRegistry
+from streams.single_object import HEADER_SIZE, MAGIC, fingerprint_hex, parse_header
 
-__all__ = ["CONFLUENT_MAGIC", "SINGLE_OBJECT_MAGIC", "Codec"]
+__all__ = ["CONFLUENT_MAGIC", "LEGACY_HEADERS", "SINGLE_OBJECT_MAGIC", "Codec"]
 
-SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+log = logging.getLogger(__name__)
+
+SINGLE_OBJECT_MAGIC: Final = MAGIC
 CONFLUENT_MAGIC: Final = b"\x00"
-_SO_HEADER: Final = 10
 _CF_HEADER: Final = 5
 _ID = struct.Struct(">I")
+
+LEGACY_HEADERS = Counter(
+    "tradeloop_codec_legacy_headers_total",
+    "Records read whose single-object header has the fingerprint big-endian (written by tradeloop < 0.2)",
+    ["schema"],
+)
+_legacy_logged: set[str] = set()
+_legacy_lock = threading.Lock()
+
+
+def _note_legacy(schema: LoadedSchema, topic: str) -> None:
+    LEGACY_HEADERS.labels(schema.name).inc()
+    with _legacy_lock:
+        if schema.name in _legacy_logged:
+            return
+        _legacy_logged.add(schema.name)
+    log.warning(
+        "%s record on %s has a pre-0.2 single-object header (fingerprint %s written big-endian); "
+        "read for now, see docs/wire-format.md for when this stops",
+        schema.name, topic, fingerprint_hex(schema.fingerprint),
+    )  # fmt: skip
 
 
 class Codec:
@@ -75,7 +103,7 @@ class Codec:
         if cached is None:
             schema = self._registry.for_topic(topic)
             if self._confluent is None:
-                header = SINGLE_OBJECT_MAGIC + schema.fingerprint
+                header = schema.header
             else:
                 subject = f"{self._subject_prefix}{topic}-value"
                 schema_id = self._confluent.register(subject, schema.json)
@@ -101,12 +129,16 @@ class Codec:
 
     def _writer_schema(self, topic: str, data: bytes) -> tuple[LoadedSchema, int]:
         if data[:2] == SINGLE_OBJECT_MAGIC:
-            if len(data) < _SO_HEADER:
+            fp = parse_header(data)
+            if fp is None:
                 raise SchemaDecodeError(topic, "truncated", f"{len(data)} bytes, header needs 10", data)
-            found = self._registry.by_fingerprint(data[2:_SO_HEADER])
+            found = self._registry.by_fingerprint(fp)
             if found is None:
-                raise SchemaDecodeError(topic, "unknown_schema", f"fingerprint {data[2:10].hex()}", data)
-            return found, _SO_HEADER
+                found = self._registry.by_legacy_fingerprint(fp)
+                if found is None:
+                    raise SchemaDecodeError(topic, "unknown_schema", f"fingerprint {fingerprint_hex(fp)}", data)
+                _note_legacy(found, topic)
+            return found, HEADER_SIZE
         if data[:1] == CONFLUENT_MAGIC:
             if len(data) < _CF_HEADER:
                 raise SchemaDecodeError(topic, "truncated", f"{len(data)} bytes, header needs 5", data)

@@ -2,7 +2,7 @@
 
 The ``.avsc`` files under ``schemas/`` are the public contract. This module loads each once,
 keeps a parsed copy for fastavro, and indexes it by its CRC-64-AVRO fingerprint (for Avro
-single-object framing) and by name.
+single-object framing, :mod:`streams.single_object`) and by name.
 
 Timestamps are ``timestamp-micros`` in the files; tradeloop handles them as plain ``int``
 microseconds in memory (the wire bytes are the same, and fingerprints use the Parsing Canonical
@@ -12,8 +12,8 @@ Example:
     >>> reg = SchemaRegistry.default()
     >>> reg.for_topic("trades").name
     'tradeloop.Trade'
-    >>> len(reg.for_topic("trades").fingerprint)
-    8
+    >>> reg.by_fingerprint(reg.get("Trade").fingerprint).name
+    'tradeloop.Trade'
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import SchemaError
+from streams.single_object import fingerprint64, fingerprint_hex, header, swap64
 from streams.topics import SCHEMA_OF_TOPIC
 
 __all__ = ["SCHEMA_DIR", "LoadedSchema", "SchemaRegistry", "strip_logical_types"]
@@ -47,13 +48,19 @@ def strip_logical_types(schema: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class LoadedSchema:
-    """One schema: its JSON, fastavro's parsed form, and its identities."""
+    """One schema: its JSON, fastavro's parsed form, and its identities.
+
+    Attributes:
+        fingerprint: the CRC-64-AVRO fingerprint of ``canonical`` as the 64-bit value.
+        header: the single-object header that frames records of this schema.
+    """
 
     name: str
     json: dict[str, Any]
     parsed: Any
     canonical: str
-    fingerprint: bytes
+    fingerprint: int
+    header: bytes
 
     @classmethod
     def from_json(cls, schema: dict[str, Any]) -> LoadedSchema:
@@ -62,14 +69,14 @@ class LoadedSchema:
             canonical = to_parsing_canonical_form(schema)
         except Exception as exc:  # fastavro raises several types for invalid schemas
             raise SchemaError(f"invalid schema {schema.get('name')!r}: {exc}") from exc
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        # Single-object encoding stores the fingerprint little-endian; fastavro prints it big-endian.
+        fp = fingerprint64(canonical)
         return cls(
             name=f"{schema.get('namespace', '')}.{schema['name']}".lstrip("."),
             json=schema,
             parsed=parsed,
             canonical=canonical,
-            fingerprint=fp[::-1],
+            fingerprint=fp,
+            header=header(fp),
         )
 
     @classmethod
@@ -86,7 +93,9 @@ class SchemaRegistry:
 
     def __init__(self, schemas: list[LoadedSchema]) -> None:
         self._by_short = {s.json["name"]: s for s in schemas}
-        self._by_fingerprint = {s.fingerprint: s for s in schemas}
+        self._by_fingerprint: dict[int, LoadedSchema] = {}
+        for schema in schemas:
+            self.add_version(schema)
 
     @classmethod
     def from_dir(cls, directory: Path, history: bool = True) -> SchemaRegistry:
@@ -97,9 +106,19 @@ class SchemaRegistry:
         registry = cls(current)
         if history and (directory / "history").is_dir():
             for path in sorted((directory / "history").rglob("*.avsc")):
-                old = LoadedSchema.from_file(path)
-                registry._by_fingerprint.setdefault(old.fingerprint, old)
+                registry.add_version(LoadedSchema.from_file(path))
         return registry
+
+    def add_version(self, schema: LoadedSchema) -> None:
+        """Index ``schema`` by fingerprint only (an earlier version that writers may still use)."""
+        self._by_fingerprint.setdefault(schema.fingerprint, schema)
+        clash = self._by_fingerprint.get(swap64(schema.fingerprint))
+        if clash is not None and clash.canonical != schema.canonical:
+            # Cannot happen in practice (2^-64), but would make a legacy header ambiguous.
+            raise SchemaError(
+                f"{schema.name} {fingerprint_hex(schema.fingerprint)} is the byte-swapped fingerprint "
+                f"of {clash.name}: the pre-0.2 header of one would read as the other"
+            )
 
     @staticmethod
     @cache
@@ -118,8 +137,17 @@ class SchemaRegistry:
         short = SCHEMA_OF_TOPIC.get(topic, topic)
         return self.get(short)
 
-    def by_fingerprint(self, fp: bytes) -> LoadedSchema | None:
+    def by_fingerprint(self, fp: int) -> LoadedSchema | None:
+        """The schema (current or earlier version) whose CRC-64-AVRO fingerprint is ``fp``."""
         return self._by_fingerprint.get(fp)
+
+    def by_legacy_fingerprint(self, fp: int) -> LoadedSchema | None:
+        """The schema whose fingerprint a pre-0.2 (big-endian) header, read little-endian, gives as ``fp``."""
+        return self._by_fingerprint.get(swap64(fp))
+
+    def versions(self) -> list[LoadedSchema]:
+        """Every indexed schema, current and earlier versions, by name then fingerprint."""
+        return sorted(self._by_fingerprint.values(), key=lambda s: (s.name, s.fingerprint))
 
     def names(self) -> list[str]:
         return sorted(self._by_short)

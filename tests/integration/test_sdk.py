@@ -14,6 +14,7 @@ from streams.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
+from tests.unit.streams import spec_reference
 from tests.unit.streams.records import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,19 @@ def test_every_event_type_round_trips_through_the_broker(topics: Settings) -> No
         (message,) = read_all(topics, spec.name, 1)
         assert message.key() == b"k"
         assert codec.decode(spec.name, message.value()) == SAMPLES[spec.name]
+
+
+def test_sdk_places_keys_where_kafkas_default_partitioner_does(topics: Settings) -> None:
+    """The partitioning contract, checked against murmur2 written from Kafka's Java client."""
+    symbols = [f"SYM-{i}" for i in range(60)]
+    with EngineClient(topics, client_id="engine-p") as engine:
+        for symbol in symbols:
+            engine.trade(symbol, price=10.0, size=1.0, side="BUY")
+    messages = read_all(topics, "trades", len(symbols))
+    assert len(messages) == len(symbols)
+    placed = {m.key(): m.partition() for m in messages}
+    assert placed == {s.encode(): spec_reference.kafka_partition(s.encode(), topics.partitions) for s in symbols}
+    assert len(set(placed.values())) == topics.partitions  # a constant partitioner would not pass
 
 
 def test_engine_client_produces_trades_signals_outcomes(topics: Settings) -> None:

@@ -8,6 +8,7 @@ from tradeloop.commands import (
     health,
     infer,
     models,
+    schemas,
     simulate,
     status,
     topics,
@@ -16,4 +17,4 @@ from tradeloop.commands import (
     worker,
 )
 
-COMMAND_MODULES = (up, status, broker, topics, simulate, worker, train, infer, models, data, health)
+COMMAND_MODULES = (up, status, broker, topics, schemas, simulate, worker, train, infer, models, data, health)

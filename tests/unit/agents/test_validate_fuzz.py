@@ -16,7 +16,7 @@ REGISTRY = SchemaRegistry.default()
 
 
 def _frame(topic: str, body: bytes) -> bytes:
-    return b"\xc3\x01" + REGISTRY.for_topic(topic).fingerprint + body
+    return REGISTRY.for_topic(topic).header + body
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -30,18 +30,18 @@ def test_single_object_header_is_the_avro_spec_one() -> None:
     data = Codec().encode("trades", TRADE)
     schema = SchemaRegistry.default().for_topic("trades")
     assert data[:2] == SINGLE_OBJECT_MAGIC
-    assert data[2:10] == schema.fingerprint
+    assert data[2:10] == schema.fingerprint.to_bytes(8, "little")
     # The body is plain Avro binary: bare fastavro reads it.
     body = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed, None)
     assert body == TRADE
 
 
-def test_fingerprint_matches_fastavro_little_endian() -> None:
+def test_fingerprint_bytes_are_fastavros_which_are_little_endian() -> None:
     from fastavro.schema import fingerprint, to_parsing_canonical_form
 
     schema = SchemaRegistry.default().for_topic("trades")
     expected = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema.json), "CRC-64-AVRO"))
-    assert schema.fingerprint == expected[::-1]
+    assert schema.header[2:] == expected
 
 
 class _FakeRegistryClient:
@@ -132,7 +132,7 @@ def test_encode_errors_name_the_topic() -> None:
 @given(st.binary(max_size=200))
 def test_fuzzed_bytes_never_escape_the_typed_error(data: bytes) -> None:
     codec = Codec()
-    prefix = SINGLE_OBJECT_MAGIC + SchemaRegistry.default().for_topic("trades").fingerprint
+    prefix = SchemaRegistry.default().for_topic("trades").header
     for candidate in (data, prefix + data):
         try:
             record = codec.decode("trades", candidate)

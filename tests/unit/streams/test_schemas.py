@@ -74,7 +74,7 @@ def test_codec_reads_old_writer_version(tmp_path: Path) -> None:
         if field["name"] == "side":
             field["default"] = "BUY"
     registry = SchemaRegistry([LoadedSchema.from_json(current)])
-    registry._by_fingerprint[LoadedSchema.from_json(old).fingerprint] = LoadedSchema.from_json(old)
+    registry.add_version(LoadedSchema.from_json(old))
     old_codec = Codec(SchemaRegistry([LoadedSchema.from_json(old)]))
     data = old_codec.encode("trades", {"event_id": "e", "ts": 1, "symbol": "X", "price": 1.0, "size": 1.0})
     assert Codec(registry).decode("trades", data)["side"] == "BUY"
