@@ -53,7 +53,7 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, MODEL_UPDATES
 from trainers.loop import TrainerLoop
-from trainers.replay import ReplayStore
+from trainers.store.replay import ReplayStore
 
 log = logging.getLogger("bench.feedback_loop")
 

@@ -41,8 +41,8 @@ from streams.settings import Settings
 from trainers.export import OnnxSizer
 from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.trainlog import TrainLog
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 TARGET = 0.8
 ORACLE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)

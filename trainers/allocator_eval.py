@@ -30,7 +30,7 @@ from typing import Any, Final
 import numpy as np
 
 from streams.config.trainer import TrainerSettings
-from trainers.allocator_data import PeriodPairs
+from trainers.allocator.pairs import PeriodPairs
 from trainers.allocator_env import AllocatorRunData, RewardWeights, period_reward, portfolio_risk
 from trainers.evaluate import CANDIDATE, GateResult, evaluate_pnl
 

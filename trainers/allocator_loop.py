@@ -1,7 +1,7 @@
 """The allocator's part of the trainer process: its view, its triggers, and ``train --once``.
 
 :class:`trainers.loop.TrainerLoop` ingests allocation periods on its ingest thread (a second
-:class:`trainers.ingest.Ingestor` with the :data:`trainers.ingest.PERIODS` source) and, on its main
+:class:`trainers.store.ingest.Ingestor` with the :data:`trainers.store.ingest.PERIODS` source) and, on its main
 thread, steps the allocator's :class:`trainers.track.ModelTrack` (:data:`ALLOCATOR_TRACK`) before
 the sizer's: the allocator's triggers are the sizer's classes over an :class:`AllocatorView` (new
 periods, interval, feature drift of the allocator's observations), with their own backoff, so a
@@ -16,10 +16,11 @@ from typing import Final, Unpack
 import numpy as np
 
 from streams.settings import Settings
-from trainers.allocator_data import AllocationStore, build_pairs
+from trainers.allocator.pairs import build_pairs
 from trainers.allocator_pipeline import MODEL, AllocatorPipeline
-from trainers.ingest import PERIODS
 from trainers.run_parts import RunOutcome
+from trainers.store.allocation import AllocationStore
+from trainers.store.ingest import PERIODS
 from trainers.track import ModelView, OnceOptions, TrackKind, train_model_once
 from trainers.triggers import FeatureDrift, Interval, NewExperiences, Trigger, psi
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from streams.manifest import Manifest
 from trainers import metrics
-from trainers.allocator_data import AllocationStore, PeriodPairs, build_pairs, choose_strategies
+from trainers.allocator.pairs import PeriodPairs, build_pairs, choose_strategies
 from trainers.allocator_env import AllocatorRunData
 from trainers.allocator_eval import (
     CANDIDATE,
@@ -41,6 +41,7 @@ from trainers.rllib_ppo import PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
 from trainers.runstate import RunDir
+from trainers.store.allocation import AllocationStore
 
 __all__ = ["MODEL", "AllocatorPipeline"]
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from streams.config.trainer import TrainerSettings
 from trainers.errors import NotEnoughDataError
-from trainers.replay import ExperienceArrays
 from trainers.sampling import importance_weights, priorities, sampling_probabilities
+from trainers.store.replay import ExperienceArrays
 
 __all__ = ["NormStats", "RunData", "chronological_split", "data_hash", "prepare", "window_info"]
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trainers.errors import TrainingError, TrainingInterrupted
 from trainers.rllib_ppo import PPORunner
 from trainers.runstate import RunDir
-from trainers.trainlog import TrainLog, iteration_checks
+from trainers.store.trainlog import TrainLog, iteration_checks
 
 __all__ = ["Probe", "run_iterations"]
 

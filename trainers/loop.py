@@ -24,13 +24,13 @@ from streams.metrics import serve_metrics
 from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
-from trainers.allocator_data import AllocationStore
 from trainers.allocator_loop import ALLOCATOR_TRACK
-from trainers.ingest import EXPERIENCES_SOURCE, PERIODS, Ingestor, IngestTotals
 from trainers.pipeline import TrainingPipeline
-from trainers.replay import ReplayStore
 from trainers.rllib_ppo import ensure_ray
 from trainers.run_parts import RunOutcome
+from trainers.store.allocation import AllocationStore
+from trainers.store.ingest import EXPERIENCES_SOURCE, PERIODS, Ingestor, IngestTotals
+from trainers.store.replay import ReplayStore
 from trainers.track import ModelTrack, ModelView, OnceOptions, TrackKind, train_model_once
 from trainers.triggers import Backoff, Trigger, default_triggers, psi
 

@@ -25,12 +25,12 @@ from trainers.evaluate import CANDIDATE, GateOptions, evaluate_policies, score_r
 from trainers.export import OnnxSizer, check_parity, export_onnx
 from trainers.iterations import Probe
 from trainers.policy import DeterministicSizer, SizerPolicyNet, dead_unit_share, policy_from_state
-from trainers.replay import ReplayStore
 from trainers.rllib_ppo import PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
 from trainers.runstate import RunDir
 from trainers.sizer_env import ACTION_HIGH, ACTION_LOW
+from trainers.store.replay import ReplayStore
 
 __all__ = ["RunOutcome", "TrainingPipeline"]
 

@@ -43,8 +43,8 @@ from trainers.registry import ModelRegistry, StoredModel, promote
 from trainers.rllib_ppo import PPORunner, PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.runstate import RunDir, TrainerState
-from trainers.sqlite_store import SqliteStore
-from trainers.trainlog import TrainLog
+from trainers.store.sqlite import SqliteStore
+from trainers.store.trainlog import TrainLog
 
 __all__ = ["RunPipeline", "manifest_obs", "require_rows"]
 

@@ -26,13 +26,13 @@ from streams.clock import now_us
 from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
-from trainers.ingest import Ingestor, IngestSource
 from trainers.registry import ModelRegistry
 from trainers.run_parts import RunOutcome
 from trainers.run_pipeline import RunPipeline
 from trainers.runstate import RunDir, TrainerState
-from trainers.sqlite_store import SqliteStore
-from trainers.trainlog import TrainLog
+from trainers.store.ingest import Ingestor, IngestSource
+from trainers.store.sqlite import SqliteStore
+from trainers.store.trainlog import TrainLog
 from trainers.triggers import Backoff, Fired, TrainerView, Trigger
 
 __all__ = ["ModelTrack", "ModelView", "OnceOptions", "TrackKind", "train_model_once"]

@@ -20,8 +20,8 @@ from trainers.export import OnnxSizer
 from trainers.loop import train_once
 from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.trainlog import TrainLog
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,7 +55,7 @@ def test_training_beats_fixed_size_and_publishes(topics: Settings, ray_session: 
 
     # Ingest, then interrupt the first run after 3 iterations; it stays resumable.
     with ReplayStore.open(settings.data_dir) as store:
-        from trainers.ingest import Ingestor
+        from trainers.store.ingest import Ingestor
 
         ingestor = Ingestor(settings, store)
         ingestor.start()

@@ -128,7 +128,7 @@ def log(
     last: Annotated[int, typer.Option(help="Runs to show.")] = 10,
 ) -> None:
     """Show the training log (runs and their iterations), or export it with ``--export csv``."""
-    from trainers.trainlog import TrainLog
+    from trainers.store.trainlog import TrainLog
 
     settings: Settings = ctx.obj
     trainlog = TrainLog.open(settings.data_dir)

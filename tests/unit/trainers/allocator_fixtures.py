@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from trainers.allocator_data import build_pairs
+from trainers.allocator.pairs import build_pairs
 from trainers.allocator_env import AllocatorRunData
 
 STRATEGIES = ["alpha", "beta", "gamma"]

@@ -14,7 +14,7 @@ from streams.settings import Settings
 from tests.unit.trainers.allocator_fixtures import STRATEGIES, bandit_periods
 from tradeloop.cli import _global
 from tradeloop.commands import models
-from trainers.allocator_data import build_pairs
+from trainers.allocator.pairs import build_pairs
 from trainers.allocator_env import AllocatorRunData
 from trainers.allocator_eval import (
     CANDIDATE,

@@ -11,7 +11,7 @@ from streams.config.trainer import TrainerSettings
 from tests.unit.trainers.conftest import bandit_records
 from trainers.dataset import NormStats, RunData, chronological_split, data_hash, prepare
 from trainers.errors import NotEnoughDataError
-from trainers.replay import ReplayStore
+from trainers.store.replay import ReplayStore
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ from gymnasium.utils.env_checker import check_env
 from streams.config.trainer import TrainerSettings
 from tests.unit.trainers.conftest import bandit_records
 from trainers.dataset import NormStats, RunData, prepare
-from trainers.replay import ReplayStore
 from trainers.sizer_env import ACTION_HIGH, ACTION_LOW, SizerEnv, risk_penalty
+from trainers.store.replay import ReplayStore
 
 
 @pytest.fixture()

@@ -1,14 +1,11 @@
-"""Allocation periods for the allocator: a durable store, validation, and training pairs.
+"""The allocation store: a durable store of allocation periods, and their validation.
 
 The store is a sibling of the replay store, ``<data_dir>/replay/allocation_periods.sqlite``
-(:class:`trainers.sqlite_store.SqliteStore`: SQLite, WAL, ``synchronous=FULL``), with the same
+(:class:`trainers.store.sqlite.SqliteStore`: SQLite, WAL, ``synchronous=FULL``), with the same
 guarantees: one row per ``(portfolio, period_start)``; a re-delivered period is a duplicate and changes nothing; the next offsets of the
 allocation-periods topic are written in the same transaction as the rows, so
-:class:`trainers.ingest.Ingestor` restarts exactly where the data ends.
-
-Training pairs (:func:`build_pairs`): the observation of period ``t`` and the per-strategy returns
-of period ``t + 1`` of the same portfolio (consecutive periods only), for one strategy list. A
-period that lacks one of the strategies cannot form a pair and is counted, not used.
+:class:`trainers.store.ingest.Ingestor` restarts exactly where the data ends. The allocator's training
+pairs are built from its periods by :mod:`trainers.allocator.pairs`.
 
 Example:
     >>> store = AllocationStore(Path(tmp) / "periods.sqlite")              # doctest: +SKIP
@@ -18,21 +15,16 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
-import numpy as np
-
 from streams.clock import now_us
-from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME, observation
-from trainers.sqlite_store import SqliteStore, WriteResult
+from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME
+from trainers.store.sqlite import SqliteStore, WriteResult
 
-__all__ = ["AllocationStore", "PeriodPairs", "build_pairs", "choose_strategies", "validate_period"]
+__all__ = ["AllocationStore", "validate_period"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS periods (
@@ -131,87 +123,3 @@ class AllocationStore(SqliteStore):
         portfolios = dict(self._db.execute("SELECT portfolio, count(*) FROM periods GROUP BY portfolio"))
         return {"path": str(self.path), "periods": self.count(), "first_ts": first, "last_ts": last,
                 "portfolios": portfolios, "counters": self.counters()}  # fmt: skip
-
-
-def choose_strategies(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The strategy list an allocator trains for: the newest period's (agents keep it sorted)."""
-    return list(records[-1]["strategies"]) if records else []
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodPairs:
-    """Training pairs in event-time order: state at the end of period t, returns of period t + 1."""
-
-    strategies: list[str]
-    obs: np.ndarray  # [n, d] raw observations
-    next_returns: np.ndarray  # [n, k]
-    trailing_std: np.ndarray  # [n, k] std of each strategy's last W returns up to period t
-    ts: np.ndarray  # end of period t
-    period_start: np.ndarray  # start of period t + 1 (the period the weights apply to)
-    portfolio: list[str]
-    skipped: int  # periods that could not form a pair (missing strategy, gap, last period)
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def take(self, index: slice) -> PeriodPairs:
-        return PeriodPairs(
-            self.strategies, self.obs[index], self.next_returns[index], self.trailing_std[index],
-            self.ts[index], self.period_start[index], self.portfolio[index], self.skipped,
-        )  # fmt: skip
-
-    def data_hash(self) -> str:
-        """sha256 over (portfolio, period start) of every pair: identifies a run's exact data."""
-        digest = hashlib.sha256("\n".join(self.strategies).encode())
-        for name, start in zip(self.portfolio, self.period_start.tolist(), strict=True):
-            digest.update(f"{name}\t{start}\n".encode())
-        return digest.hexdigest()
-
-
-def _returns(record: Mapping[str, Any], strategies: Sequence[str]) -> list[float] | None:
-    index = {s: i for i, s in enumerate(record["strategies"])}
-    if any(s not in index for s in strategies):
-        return None
-    return [float(record["strategy_returns"][index[s]]) for s in strategies]
-
-
-def build_pairs(
-    records: Sequence[Mapping[str, Any]], strategies: Sequence[str], vol_window: int = 24
-) -> PeriodPairs:
-    """Consecutive-period pairs of every portfolio for ``strategies``, in event-time order."""
-    by_portfolio: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_portfolio[record["portfolio"]].append(record)
-    rows: list[tuple[int, str, list[float], list[float], list[float], int]] = []
-    skipped = 0
-    for name, periods in by_portfolio.items():
-        periods = sorted(periods, key=lambda r: r["period_start"])
-        history: list[list[float]] = []
-        for now, nxt in zip(periods, [*periods[1:], None], strict=True):
-            own = _returns(now, strategies)
-            history = [*history, own][-vol_window:] if own is not None else []
-            obs = observation(now, strategies)
-            step = round(now["period_seconds"] * 1e6)
-            later = None if nxt is None else _returns(nxt, strategies)
-            if (
-                obs is None
-                or later is None
-                or nxt is None
-                or nxt["period_start"] != now["period_start"] + step
-            ):
-                skipped += 1
-                continue
-            trailing = np.std(np.array(history), axis=0) if len(history) >= 2 else np.zeros(len(strategies))
-            rows.append((int(now["ts"]), name, obs, later, trailing.tolist(), int(nxt["period_start"])))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    k, d = len(strategies), 2 * len(strategies) + N_MARKET + N_PORTFOLIO + N_REGIME
-    return PeriodPairs(
-        strategies=list(strategies),
-        obs=np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), d),
-        next_returns=np.array([r[3] for r in rows], dtype=np.float64).reshape(len(rows), k),
-        trailing_std=np.array([r[4] for r in rows], dtype=np.float64).reshape(len(rows), k),
-        ts=np.array([r[0] for r in rows], dtype=np.int64),
-        period_start=np.array([r[5] for r in rows], dtype=np.int64),
-        portfolio=[r[1] for r in rows],
-        skipped=skipped,
-    )

@@ -27,9 +27,9 @@ import numpy as np
 
 from streams.clock import now_us
 from streams.features import SIZER_SPEC
-from trainers.sqlite_store import SqliteStore, WriteResult
+from trainers.store.sqlite import SqliteStore, WriteResult
 
-__all__ = ["COLUMNS", "ExperienceArrays", "ReplayStore", "WriteResult", "validate_experience"]
+__all__ = ["COLUMNS", "ExperienceArrays", "ReplayStore", "validate_experience"]
 
 # Stored columns in order; ``state`` is a float64 blob, ``validation_flags`` JSON text.
 COLUMNS: Final = (

@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from trainers.trainlog import TrainLog, iteration_checks
+from trainers.store.trainlog import TrainLog, iteration_checks
 
 
 def test_checks_flag_exploding_vanishing_dead_and_non_finite() -> None:

@@ -31,9 +31,9 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER, EXPERIENCES
 from trainers import metrics
-from trainers.allocator_data import validate_period
-from trainers.replay import validate_experience
-from trainers.sqlite_store import WriteResult
+from trainers.store.allocation import validate_period
+from trainers.store.replay import validate_experience
+from trainers.store.sqlite import WriteResult
 
 __all__ = ["EXPERIENCES_SOURCE", "PERIODS", "IngestSource", "IngestTotals", "Ingestor", "Store"]
 

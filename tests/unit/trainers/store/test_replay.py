@@ -11,8 +11,9 @@ import pytest
 
 from streams.features import SIZER_SPEC
 from tests.unit.trainers.conftest import MakeRecord
-from trainers.dataexport import export_store
-from trainers.replay import ReplayStore, WriteResult, validate_experience
+from trainers.store.data_export import export_store
+from trainers.store.replay import ReplayStore, validate_experience
+from trainers.store.sqlite import WriteResult
 
 
 @pytest.fixture()

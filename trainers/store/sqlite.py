@@ -1,11 +1,11 @@
 """What the trainer's ingested stores share: a durable SQLite file with offsets and counters.
 
-The replay store (:mod:`trainers.replay`) and the allocation store (:mod:`trainers.allocator_data`)
-keep different rows but the same promise to :class:`trainers.ingest.Ingestor`: rows and the next
-Kafka offsets are written in one transaction that is durable before the consumer commits
-(WAL, ``synchronous=FULL``). This base class holds that promise once: the connection, the
-``offsets`` and ``counters`` tables, and the write transaction; a subclass adds its own tables
-(``SCHEMA``) and what it reads and writes.
+The replay store (:mod:`trainers.store.replay`) and the allocation store
+(:mod:`trainers.store.allocation`) keep different rows but the same promise to
+:class:`trainers.store.ingest.Ingestor`: rows and the next Kafka offsets are written in one
+transaction that is durable before the consumer commits (WAL, ``synchronous=FULL``). This base
+class holds that promise once: the connection, the ``offsets`` and ``counters`` tables, and the
+write transaction; a subclass adds its own tables (``SCHEMA``) and what it reads and writes.
 
 Example:
     >>> class Notes(SqliteStore):                                      # doctest: +SKIP
@@ -98,7 +98,7 @@ class SqliteStore(ABC):
         """Store valid ``records`` and the consumer's next ``offsets`` in one durable transaction.
 
         Args:
-            records: records that passed the store's validation (see :mod:`trainers.ingest`).
+            records: records that passed the store's validation (see :mod:`trainers.store.ingest`).
             offsets: next offset to read per (full topic, partition), committed with the rows.
             rejected: counts of records rejected by reason, kept as counters.
 

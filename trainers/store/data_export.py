@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from streams.features import SIZER_SPEC
-from trainers.replay import COLUMNS, ReplayStore
+from trainers.store.replay import COLUMNS, ReplayStore
 
 __all__ = ["export_store"]
 
