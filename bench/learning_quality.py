@@ -38,9 +38,9 @@ import numpy as np
 from bench._experiences import simulate
 from bench._report import report
 from streams.settings import Settings
-from trainers.export import OnnxSizer
 from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
+from trainers.sizer.export import OnnxSizer
 from trainers.store.replay import ReplayStore
 from trainers.store.trainlog import TrainLog
 

@@ -25,8 +25,8 @@ from streams.clock import now_us
 from streams.manifest import Manifest, onnx_digest
 from trainers.allocator_env import SPEC_VERSION, feature_names, softmax_weights, spec_digest
 from trainers.dataset import NormStats
-from trainers.export import INPUT_NAME, OUTPUT_NAME, check_module_parity, export_module, onnx_session
-from trainers.policy import SizerPolicyNet
+from trainers.rl.onnx_export import INPUT_NAME, OUTPUT_NAME, check_module_parity, export_module, onnx_session
+from trainers.rl.policy import PolicyNet
 
 __all__ = [
     "DeterministicAllocator",
@@ -40,7 +40,7 @@ __all__ = [
 class DeterministicAllocator(nn.Module):
     """Normalised obs [batch, n] -> logits [batch, n_strategies] in [-bound, bound]."""
 
-    def __init__(self, policy: SizerPolicyNet, bound: float) -> None:
+    def __init__(self, policy: PolicyNet, bound: float) -> None:
         super().__init__()
         self.policy = policy
         self.bound = bound
@@ -49,7 +49,7 @@ class DeterministicAllocator(nn.Module):
         return self.bound * torch.clamp(self.policy(obs), -1.0, 1.0)
 
 
-def export_allocator(policy: SizerPolicyNet, n_obs: int, bound: float) -> bytes:
+def export_allocator(policy: PolicyNet, n_obs: int, bound: float) -> bytes:
     """ONNX bytes of the deterministic allocator.
 
     Raises:
@@ -59,7 +59,7 @@ def export_allocator(policy: SizerPolicyNet, n_obs: int, bound: float) -> bytes:
 
 
 def allocator_parity(
-    onnx: bytes, policy: SizerPolicyNet, bound: float, obs: np.ndarray, atol: float
+    onnx: bytes, policy: PolicyNet, bound: float, obs: np.ndarray, atol: float
 ) -> float:
     """Max |onnxruntime - torch| of the logits over ``obs``.
 

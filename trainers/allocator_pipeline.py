@@ -36,8 +36,8 @@ from trainers.allocator_history import append_history
 from trainers.dataset import NormStats
 from trainers.evaluate import GateResult
 from trainers.iterations import Probe
-from trainers.policy import dead_unit_share, policy_from_state
-from trainers.rllib_ppo import PPOSpec
+from trainers.rl.policy import dead_unit_share, policy_from_state
+from trainers.rl.ppo import PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
 from trainers.runstate import RunDir

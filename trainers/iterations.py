@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trainers.errors import TrainingError, TrainingInterrupted
-from trainers.rllib_ppo import PPORunner
+from trainers.rl.ppo import PPORunner
 from trainers.runstate import RunDir
 from trainers.store.trainlog import TrainLog, iteration_checks
 

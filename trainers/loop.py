@@ -26,7 +26,7 @@ from streams.settings import Settings
 from trainers import metrics
 from trainers.allocator_loop import ALLOCATOR_TRACK
 from trainers.pipeline import TrainingPipeline
-from trainers.rllib_ppo import ensure_ray
+from trainers.rl.ppo import ensure_ray
 from trainers.run_parts import RunOutcome
 from trainers.store.allocation import AllocationStore
 from trainers.store.ingest import EXPERIENCES_SOURCE, PERIODS, Ingestor, IngestTotals

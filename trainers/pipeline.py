@@ -22,14 +22,14 @@ from streams.manifest import Manifest, onnx_digest
 from trainers import metrics
 from trainers.dataset import NormStats, chronological_split, data_hash, prepare, window_info
 from trainers.evaluate import CANDIDATE, GateOptions, evaluate_policies, score_rule
-from trainers.export import OnnxSizer, check_parity, export_onnx
 from trainers.iterations import Probe
-from trainers.policy import DeterministicSizer, SizerPolicyNet, dead_unit_share, policy_from_state
-from trainers.rllib_ppo import PPOSpec
+from trainers.rl.policy import PolicyNet, dead_unit_share, policy_from_state
+from trainers.rl.ppo import PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
 from trainers.runstate import RunDir
-from trainers.sizer_env import ACTION_HIGH, ACTION_LOW
+from trainers.sizer.env import ACTION_HIGH, ACTION_LOW
+from trainers.sizer.export import DeterministicSizer, OnnxSizer, check_parity, export_onnx
 from trainers.store.replay import ReplayStore
 
 __all__ = ["RunOutcome", "TrainingPipeline"]
@@ -155,6 +155,6 @@ class TrainingPipeline(RunPipeline[ReplayStore]):
         metrics.TRAINING_SECONDS.set(outcome.seconds)
 
 
-def _mean_multiplier(policy: SizerPolicyNet, probe: np.ndarray) -> float:
+def _mean_multiplier(policy: PolicyNet, probe: np.ndarray) -> float:
     with torch.no_grad():
         return float(DeterministicSizer(policy)(torch.as_tensor(probe)).mean())

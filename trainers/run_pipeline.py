@@ -4,7 +4,7 @@ registry entry -> (if it passes) published ``ModelUpdate``.
 A run is *full* (fresh weights) when nothing serves yet, every ``full_retrain_every``-th run, on
 feature drift, on request, or when the kind finds the serving model incompatible; otherwise it is
 *warm*: it starts from the serving model's weights, re-expressed for the new window's
-normalisation (:func:`trainers.policy.renormalise_first_layers`), and trains ``warm_iterations``
+normalisation (:func:`trainers.rl.policy.renormalise_first_layers`), and trains ``warm_iterations``
 on the newest data. The report says which, and why.
 
 Runs checkpoint after every iteration; :meth:`RunPipeline.run` first resumes an interrupted run
@@ -38,9 +38,9 @@ from trainers.dataset import NormStats
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
 from trainers.evaluate import GateResult
 from trainers.iterations import Probe, run_iterations
-from trainers.policy import renormalise_first_layers
 from trainers.registry import ModelRegistry, StoredModel, promote
-from trainers.rllib_ppo import PPORunner, PPOSpec
+from trainers.rl.policy import renormalise_first_layers
+from trainers.rl.ppo import PPORunner, PPOSpec
 from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
 from trainers.runstate import RunDir, TrainerState
 from trainers.store.sqlite import SqliteStore

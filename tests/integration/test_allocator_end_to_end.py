@@ -66,7 +66,7 @@ def trained(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             producer.send(ALLOCATION_PERIODS, record["portfolio"], record)
     outcome = train_allocator_once(settings)
     yield Trained(settings, periods, outcome)
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 

@@ -16,10 +16,10 @@ from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.integration.test_trainer_registry import read_updates
 from trainers.errors import TrainingInterrupted
-from trainers.export import OnnxSizer
 from trainers.loop import train_once
 from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
+from trainers.sizer.export import OnnxSizer
 from trainers.store.replay import ReplayStore
 from trainers.store.trainlog import TrainLog
 
@@ -41,7 +41,7 @@ class StopAfter:
 @pytest.fixture()
 def ray_session() -> Iterator[None]:
     yield
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 

@@ -32,7 +32,7 @@ TINY = {
 @pytest.fixture()
 def ray_session() -> Iterator[None]:
     yield
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 

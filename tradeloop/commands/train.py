@@ -46,7 +46,7 @@ def trainer(
     Ctrl-C or SIGTERM stops it; a run in progress resumes from its checkpoint next time.
     """
     from trainers.loop import TrainerLoop
-    from trainers.rllib_ppo import ensure_ray, shutdown_ray
+    from trainers.rl.ppo import ensure_ray, shutdown_ray
 
     settings = _with_ray(ctx.obj, ray_address)
     stop = threading.Event()

@@ -24,16 +24,16 @@ from trainers.allocator_export import (
 )
 from trainers.dataset import NormStats
 from trainers.errors import ExportError
-from trainers.policy import SizerPolicyNet
+from trainers.rl.policy import PolicyNet
 
 N_OBS = 8 + 6 + 2 * len(STRATEGIES) + 4
 BOUND = 4.0
 KEY = b"allocator-test-key"
 
 
-def _policy(seed: int = 0) -> SizerPolicyNet:
+def _policy(seed: int = 0) -> PolicyNet:
     torch.manual_seed(seed)
-    policy = SizerPolicyNet(N_OBS, [16], n_actions=len(STRATEGIES), init_mean=0.0)
+    policy = PolicyNet(N_OBS, [16], n_actions=len(STRATEGIES), init_mean=0.0)
     with torch.no_grad():
         for p in policy.parameters():
             p.normal_(0.0, 0.8)  # far from the zero init, so clipping and softmax are exercised
@@ -41,20 +41,20 @@ def _policy(seed: int = 0) -> SizerPolicyNet:
 
 
 @pytest.fixture(scope="module")
-def exported() -> tuple[SizerPolicyNet, OnnxAllocator, bytes]:
+def exported() -> tuple[PolicyNet, OnnxAllocator, bytes]:
     policy = _policy()
     onnx = export_allocator(policy, N_OBS, BOUND)
     return policy, OnnxAllocator(onnx), onnx
 
 
 def test_untrained_allocator_gives_equal_weights() -> None:
-    policy = SizerPolicyNet(N_OBS, [16], n_actions=3, init_mean=0.0)
+    policy = PolicyNet(N_OBS, [16], n_actions=3, init_mean=0.0)
     weights = OnnxAllocator(export_allocator(policy, N_OBS, BOUND)).weights(np.ones((2, N_OBS), np.float32))
     np.testing.assert_allclose(weights, 1 / 3, atol=1e-7)
 
 
 def test_onnx_matches_torch_and_parity_rejects_another_policy(
-    exported: tuple[SizerPolicyNet, OnnxAllocator, bytes],
+    exported: tuple[PolicyNet, OnnxAllocator, bytes],
 ) -> None:
     policy, _, onnx = exported
     obs = np.random.default_rng(1).normal(size=(256, N_OBS)).astype(np.float32)
@@ -70,7 +70,7 @@ def test_onnx_matches_torch_and_parity_rejects_another_policy(
 @given(obs=arrays(np.float32, st.tuples(st.integers(1, 8), st.just(N_OBS)),
                   elements=st.floats(allow_nan=False, allow_infinity=False, width=32)))  # fmt: skip
 def test_exported_weights_are_valid_for_any_finite_observation(
-    exported: tuple[SizerPolicyNet, OnnxAllocator, bytes], obs: np.ndarray
+    exported: tuple[PolicyNet, OnnxAllocator, bytes], obs: np.ndarray
 ) -> None:
     _, model, _ = exported
     logits = model.logits(obs)
@@ -81,7 +81,7 @@ def test_exported_weights_are_valid_for_any_finite_observation(
 
 
 def test_inference_worker_loads_the_signed_allocator_and_serves_its_weights(
-    exported: tuple[SizerPolicyNet, OnnxAllocator, bytes],
+    exported: tuple[PolicyNet, OnnxAllocator, bytes],
 ) -> None:
     _, model, onnx = exported
     rng = np.random.default_rng(2)

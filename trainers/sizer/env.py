@@ -36,10 +36,19 @@ import numpy as np
 
 from trainers.dataset import RunData
 
-__all__ = ["ACTION_HIGH", "ACTION_LOW", "SizerEnv", "risk_penalty"]
+__all__ = ["ACTION_HIGH", "ACTION_LOW", "SizerEnv", "risk_penalty", "to_normalised_action"]
 
 ACTION_LOW = 0.25
 ACTION_HIGH = 2.0
+
+
+def to_normalised_action(multiplier: float, low: float = ACTION_LOW, high: float = ACTION_HIGH) -> float:
+    """The point of RLlib's [-1, 1] action range that maps to ``multiplier``.
+
+    RLlib's env runner maps an action ``a`` to env units with ``low + (a + 1) * (high - low) / 2``
+    clipped to [low, high] (``normalize_actions=True``); this is its inverse.
+    """
+    return 2.0 * (multiplier - low) / (high - low) - 1.0
 
 
 @lru_cache(maxsize=2)

@@ -1,13 +1,12 @@
-"""ONNX export of the deterministic sizer and the torch/onnxruntime parity check.
+"""ONNX export of an inference-only torch module and the torch/onnxruntime parity check.
 
-RLlib has no ONNX export for RLModules, so the inference-only forward pass
-(:class:`trainers.policy.DeterministicSizer`) is exported with ``torch.onnx.export`` (the
-TorchScript-based exporter, ``dynamo=False``, opset 17). The contract with the inference workers:
-
-* input ``obs``: float32 ``[batch, n_features]``, already normalised with the manifest's
-  ``obs_mean`` / ``obs_std`` as ``(x - mean) / std``;
-* output ``action``: float32 ``[batch, 1]``, the deterministic size multiplier in env units
-  (already within [0.25, 2.0]; workers still clip to their bounds).
+RLlib has no ONNX export for RLModules, so each model kind's inference-only forward pass
+(:class:`trainers.sizer.export.DeterministicSizer`,
+:class:`trainers.allocator_export.DeterministicAllocator`) is exported with
+``torch.onnx.export`` (the TorchScript-based exporter, ``dynamo=False``, opset 17). The graph has
+one input ``obs``, float32 ``[batch, n_features]`` already normalised with the manifest's
+``obs_mean`` / ``obs_std``, and one output ``action``, float32 ``[batch, m]``; what ``action``
+means is the kind's contract with the inference workers.
 """
 
 from __future__ import annotations
@@ -22,32 +21,12 @@ import torch
 from torch import nn
 
 from trainers.errors import ExportError
-from trainers.policy import DeterministicSizer, SizerPolicyNet
 
-__all__ = [
-    "INPUT_NAME",
-    "OPSET",
-    "OUTPUT_NAME",
-    "OnnxSizer",
-    "check_module_parity",
-    "check_parity",
-    "export_module",
-    "export_onnx",
-    "onnx_session",
-]
+__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "check_module_parity", "export_module", "onnx_session"]
 
 INPUT_NAME: Final = "obs"
 OUTPUT_NAME: Final = "action"
 OPSET: Final = 17
-
-
-def export_onnx(policy: SizerPolicyNet, n_features: int) -> bytes:
-    """ONNX bytes of the deterministic forward pass of ``policy``.
-
-    Raises:
-        ExportError: the exporter or the ONNX checker failed.
-    """
-    return export_module(DeterministicSizer(policy), n_features)
 
 
 def export_module(module: nn.Module, n_features: int) -> bytes:
@@ -80,27 +59,6 @@ def onnx_session(onnx_bytes: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-
-class OnnxSizer:
-    """An onnxruntime session over sizer ONNX bytes: normalised obs -> multipliers."""
-
-    def __init__(self, onnx_bytes: bytes) -> None:
-        self._session = onnx_session(onnx_bytes)
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        """Multipliers ``[batch]`` for normalised float32 observations ``[batch, n]``."""
-        out = self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(obs, dtype=np.float32)})
-        return np.asarray(out[0], dtype=np.float64).reshape(-1)
-
-
-def check_parity(onnx_bytes: bytes, policy: SizerPolicyNet, obs: np.ndarray, atol: float) -> float:
-    """Max |onnxruntime - torch| over ``obs``; raises unless it is within ``atol``.
-
-    Raises:
-        ExportError: the outputs differ by more than ``atol`` (or have the wrong shape).
-    """
-    return check_module_parity(onnx_bytes, DeterministicSizer(policy), obs, atol)
 
 
 def check_module_parity(onnx_bytes: bytes, module: nn.Module, obs: np.ndarray, atol: float) -> float:

@@ -1,7 +1,7 @@
 """The torch RLModule of the sizer and the allocator for RLlib's new API stack (PPO needs the value
 function API).
 
-The policy part is :class:`trainers.policy.SizerPolicyNet`, whose weights keep the ``_pi.`` prefix
+The policy part is :class:`trainers.rl.policy.PolicyNet`, whose weights keep the ``_pi.`` prefix
 in the module's state dict; the log std is one state-independent parameter per action dimension
 and the value function a separate MLP of the same widths. The action space's size sets the
 number of outputs (1 for the sizer, one per strategy for the allocator).
@@ -19,14 +19,17 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
-from trainers.policy import OBS_CLIP, SizerPolicyNet, mlp
+from trainers.rl.policy import OBS_CLIP, PolicyNet, mlp
 
-__all__ = ["SizerTorchModule"]
+__all__ = ["PolicyTorchModule"]
 
 
-class SizerTorchModule(TorchRLModule, ValueFunctionAPI):
-    """PPO-compatible RLModule. ``model_config``: ``hidden`` (list of widths), ``init_log_std``,
-    ``init_mean`` (initial policy mean in RLlib's normalised action range; None: the sizer's 1.0)."""
+class PolicyTorchModule(TorchRLModule, ValueFunctionAPI):
+    """PPO-compatible RLModule: a :class:`PolicyNet` mean, a state-independent log std, a value MLP.
+
+    ``model_config``: ``hidden`` (list of widths), ``init_log_std``, ``init_mean`` (initial policy
+    mean in RLlib's normalised action range; None: the sizer's multiplier 1.0).
+    """
 
     @override(RLModule)
     def setup(self) -> None:
@@ -36,7 +39,7 @@ class SizerTorchModule(TorchRLModule, ValueFunctionAPI):
         hidden = list(config.get("hidden", [32, 32]))
         assert self.action_space is not None and self.action_space.shape is not None
         n_actions = int(self.action_space.shape[0])
-        self._pi = SizerPolicyNet(n_features, hidden, n_actions, config.get("init_mean"))
+        self._pi = PolicyNet(n_features, hidden, n_actions, config.get("init_mean"))
         self._log_std = nn.Parameter(torch.full((n_actions,), float(config.get("init_log_std", 0.0))))
         self._vf = nn.Sequential(*mlp(n_features, hidden), nn.Linear(hidden[-1] if hidden else n_features, 1))
 

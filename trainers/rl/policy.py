@@ -1,14 +1,15 @@
-"""The sizer policy network in plain torch, and the inference-only forward pass exported to ONNX.
+"""The policy network in plain torch, shared by the sizer and the allocator.
 
 The policy is a small tanh MLP producing the mean of a diagonal Gaussian over RLlib's normalised
-action range [-1, 1]. RLlib's env runner maps an action ``a`` to env units with
-``low + (a + 1) * (high - low) / 2`` clipped to [low, high] (``normalize_actions=True``);
-:class:`DeterministicSizer` applies the same map to the mean, so the exported model outputs the
-multiplier the env receives for the deterministic action.
+action range [-1, 1], with one output per action dimension (1 for the sizer, one per strategy for
+the allocator). Each kind wraps it in its own inference-only forward pass for ONNX
+(:class:`trainers.sizer.export.DeterministicSizer`,
+:class:`trainers.allocator_export.DeterministicAllocator`).
 
-The mean head starts at zero weights and the bias of multiplier 1.0, so an untrained policy is
-the fixed-size baseline and training learns deviations from it. Observations are clamped to
-``[-OBS_CLIP, OBS_CLIP]`` inside the network, so outliers behave the same in torch and ONNX.
+The mean head starts at zero weights and a bias of ``init_mean``; the default is the sizer's
+multiplier 1.0, so an untrained sizer is the fixed-size baseline and training learns deviations
+from it. Observations are clamped to ``[-OBS_CLIP, OBS_CLIP]`` inside the network, so outliers
+behave the same in torch and ONNX.
 
 This module does not import Ray, so the registry, the CLI and the export load quickly.
 """
@@ -22,17 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.sizer_env import ACTION_HIGH, ACTION_LOW
+from trainers.sizer.env import to_normalised_action
 
 __all__ = [
     "OBS_CLIP",
-    "DeterministicSizer",
-    "SizerPolicyNet",
+    "PolicyNet",
     "dead_unit_share",
     "mlp",
     "policy_from_state",
     "renormalise_first_layers",
-    "to_normalised_action",
 ]
 
 OBS_CLIP: Final = 10.0
@@ -40,6 +39,7 @@ _FIRST_LAYERS: Final = ("_pi.net.0", "_vf.0")
 
 
 def mlp(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
+    """``n_in`` -> ``hidden`` widths as Linear + Tanh pairs (empty: the identity)."""
     layers: list[nn.Module] = []
     for width in hidden:
         layers += [nn.Linear(n_in, width), nn.Tanh()]
@@ -47,16 +47,11 @@ def mlp(n_in: int, hidden: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def to_normalised_action(multiplier: float, low: float = ACTION_LOW, high: float = ACTION_HIGH) -> float:
-    """The point of RLlib's [-1, 1] action range that maps to ``multiplier``."""
-    return 2.0 * (multiplier - low) / (high - low) - 1.0
-
-
-class SizerPolicyNet(nn.Module):
+class PolicyNet(nn.Module):
     """Normalised observations -> Gaussian mean in RLlib's normalised action range.
 
-    The allocator uses the same network with ``n_actions`` outputs (one per strategy) and
-    ``init_mean`` 0 (logits 0: equal weights); the defaults are the sizer's (multiplier 1.0).
+    The allocator uses it with ``n_actions`` outputs (one per strategy) and ``init_mean`` 0
+    (logits 0: equal weights); the defaults are the sizer's (one output, multiplier 1.0).
     """
 
     def __init__(
@@ -72,26 +67,11 @@ class SizerPolicyNet(nn.Module):
         return self.mean(self.net(torch.clamp(obs, -OBS_CLIP, OBS_CLIP)))
 
 
-class DeterministicSizer(nn.Module):
-    """The exported forward pass: normalised obs [batch, n] -> multiplier [batch, 1] in env units."""
-
-    def __init__(self, policy: SizerPolicyNet, low: float = ACTION_LOW, high: float = ACTION_HIGH) -> None:
-        super().__init__()
-        self.policy = policy
-        self.low = low
-        self.high = high
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        mean = self.policy(obs)
-        action = self.low + (mean + 1.0) * ((self.high - self.low) / 2.0)
-        return torch.clamp(action, self.low, self.high)
-
-
 def policy_from_state(
     state: Mapping[str, Any], n_features: int, hidden: Sequence[int], n_actions: int = 1
-) -> SizerPolicyNet:
-    """A :class:`SizerPolicyNet` loaded from a :class:`SizerTorchModule` state dict."""
-    policy = SizerPolicyNet(n_features, hidden, n_actions)
+) -> PolicyNet:
+    """A :class:`PolicyNet` loaded from a :class:`trainers.rl.module.PolicyTorchModule` state dict."""
+    policy = PolicyNet(n_features, hidden, n_actions)
     own = {
         k.removeprefix("_pi."): torch.as_tensor(np.asarray(v))
         for k, v in state.items()
@@ -129,7 +109,7 @@ def renormalise_first_layers(
     return out
 
 
-def dead_unit_share(policy: SizerPolicyNet, obs: np.ndarray, saturation: float = 0.99) -> float:
+def dead_unit_share(policy: PolicyNet, obs: np.ndarray, saturation: float = 0.99) -> float:
     """Share of hidden tanh units that are saturated (|h| > ``saturation``) or constant on ``obs``.
 
     Such units pass no gradient: a share near 1 means the network has stopped learning.

@@ -1,7 +1,7 @@
 """Every Ray RLlib call of tradeloop lives here (Ray 2.60, new API stack), since RLlib's API moves.
 
-PPO on :class:`trainers.sizer_env.SizerEnv` (or :class:`trainers.allocator_env.AllocatorEnv`)
-with :class:`trainers.modules.SizerTorchModule`, configured from
+PPO on :class:`trainers.sizer.env.SizerEnv` (or :class:`trainers.allocator_env.AllocatorEnv`)
+with :class:`trainers.rl.module.PolicyTorchModule`, configured from
 :class:`streams.config.trainer.TrainerSettings` through a :class:`PPOSpec`. Each sizer step is an
 independent signal and each allocator step an independent period (the weights do not change the
 next state), contextual bandits both, so ``gamma = 0`` and the advantage is the reward minus the
@@ -33,8 +33,8 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from streams.config.trainer import TrainerSettings
 from trainers.allocator_env import AllocatorEnv
 from trainers.errors import TrainingError
-from trainers.modules import SizerTorchModule
-from trainers.sizer_env import SizerEnv
+from trainers.rl.module import PolicyTorchModule
+from trainers.sizer.env import SizerEnv
 
 __all__ = ["MODULE_ID", "PPORunner", "PPOSpec", "build_config", "ensure_ray", "shutdown_ray"]
 
@@ -144,7 +144,7 @@ def build_config(
             grad_clip_by="global_norm",
             use_kl_loss=True,
         )
-        .rl_module(rl_module_spec=RLModuleSpec(module_class=SizerTorchModule, model_config=model_config))
+        .rl_module(rl_module_spec=RLModuleSpec(module_class=PolicyTorchModule, model_config=model_config))
         .reporting(metrics_num_episodes_for_smoothing=20)
         .debugging(seed=seed, log_level="WARN")
     )
