@@ -4,7 +4,7 @@ Every policy is scored on the same chronological hold-out pairs by the P&L its w
 made in the next period, ``w_t . r_{t+1}`` (exact: P&L is linear in the weights, no market impact).
 Metrics are per period (``mean_return``, ``sharpe`` = mean / std of the period returns, not
 annualised, ``cvar``, ``max_drawdown``, ``win_rate``, ``profit_factor``; see
-:mod:`trainers.evaluate`) plus ``reward``, the mean training reward of the period returns.
+:mod:`trainers.run.gate`) plus ``reward``, the mean training reward of the period returns.
 
 Baselines:
 
@@ -14,7 +14,7 @@ Baselines:
   decision (floored at 1% of the largest, so a strategy that has not traded cannot take
   everything); equal weights until two periods of history exist.
 
-The gate is :func:`trainers.evaluate.evaluate_pnl` against the serving allocator when one serves
+The gate is :func:`trainers.run.gate.evaluate_pnl` against the serving allocator when one serves
 for the same strategies, else against equal weights.
 
 Example:
@@ -32,7 +32,7 @@ import numpy as np
 from streams.config.trainer import TrainerSettings
 from trainers.allocator.pairs import PeriodPairs
 from trainers.allocator_env import AllocatorRunData, RewardWeights, period_reward, portfolio_risk
-from trainers.evaluate import CANDIDATE, GateResult, evaluate_pnl
+from trainers.run.gate import CANDIDATE, GateResult, evaluate_pnl
 
 __all__ = [
     "CANDIDATE",

@@ -1,8 +1,8 @@
 """The allocator's part of the trainer process: its view, its triggers, and ``train --once``.
 
-:class:`trainers.loop.TrainerLoop` ingests allocation periods on its ingest thread (a second
+:class:`trainers.run.loop.TrainerLoop` ingests allocation periods on its ingest thread (a second
 :class:`trainers.store.ingest.Ingestor` with the :data:`trainers.store.ingest.PERIODS` source) and, on its main
-thread, steps the allocator's :class:`trainers.track.ModelTrack` (:data:`ALLOCATOR_TRACK`) before
+thread, steps the allocator's :class:`trainers.run.track.ModelTrack` (:data:`ALLOCATOR_TRACK`) before
 the sizer's: the allocator's triggers are the sizer's classes over an :class:`AllocatorView` (new
 periods, interval, feature drift of the allocator's observations), with their own backoff, so a
 failing allocator never blocks the sizer. The uplift-decay trigger stays silent for the
@@ -18,17 +18,17 @@ import numpy as np
 from streams.settings import Settings
 from trainers.allocator.pairs import build_pairs
 from trainers.allocator_pipeline import MODEL, AllocatorPipeline
-from trainers.run_parts import RunOutcome
+from trainers.run.parts import RunOutcome
+from trainers.run.track import ModelView, OnceOptions, TrackKind, train_model_once
+from trainers.run.triggers import FeatureDrift, Interval, NewExperiences, Trigger, psi
 from trainers.store.allocation import AllocationStore
 from trainers.store.ingest import PERIODS
-from trainers.track import ModelView, OnceOptions, TrackKind, train_model_once
-from trainers.triggers import FeatureDrift, Interval, NewExperiences, Trigger, psi
 
 __all__ = ["ALLOCATOR_TRACK", "AllocatorView", "allocator_triggers", "train_allocator_once"]
 
 
 class AllocatorView(ModelView[AllocationStore]):
-    """The triggers' view of the allocator (a :class:`trainers.triggers.TrainerView`)."""
+    """The triggers' view of the allocator (a :class:`trainers.run.triggers.TrainerView`)."""
 
     MODEL = MODEL
 

@@ -2,7 +2,7 @@
 parity -> hold-out gate -> signed registry entry (model name ``allocator``) -> (if it passes)
 published ``ModelUpdate``.
 
-The run itself is the sizer's (:class:`trainers.run_pipeline.RunPipeline`): run directories that
+The run itself is the sizer's (:class:`trainers.run.pipeline.RunPipeline`): run directories that
 resume after an interruption (under ``<data_dir>/trainer/allocator/``), warm starts from the
 serving allocator, the shared PPO iteration loop, training log, gate, signing and registry. What
 is the allocator's own: its window is consecutive-period pairs of the allocation store for the
@@ -33,14 +33,14 @@ from trainers.allocator_eval import (
 )
 from trainers.allocator_export import OnnxAllocator, allocator_manifest, allocator_parity, export_allocator
 from trainers.allocator_history import append_history
-from trainers.dataset import NormStats
-from trainers.evaluate import GateResult
-from trainers.iterations import Probe
 from trainers.rl.policy import dead_unit_share, policy_from_state
 from trainers.rl.ppo import PPOSpec
-from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
-from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
-from trainers.runstate import RunDir
+from trainers.run.gate import GateResult
+from trainers.run.iterations import Probe
+from trainers.run.norm import NormStats
+from trainers.run.parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
+from trainers.run.pipeline import RunPipeline, manifest_obs, require_rows
+from trainers.run.state import RunDir
 from trainers.store.allocation import AllocationStore
 
 __all__ = ["MODEL", "AllocatorPipeline"]

@@ -1,7 +1,7 @@
 """The sizer's training run (:class:`TrainingPipeline`): replay window -> PPO -> ONNX + parity ->
 hold-out gate -> signed registry entry -> (if it passes) published ``ModelUpdate``.
 
-The run itself (modes, resume, checkpoints, signing, publishing) is :class:`trainers.run_pipeline.
+The run itself (modes, resume, checkpoints, signing, publishing) is :class:`trainers.run.pipeline.
 RunPipeline`; this module says what is the sizer's own: its window is the newest trainable
 experiences of the replay store (censored rows excluded), its env replays them with a risk
 penalty, its candidate maps a feature vector to a size multiplier, and the gate scores it
@@ -20,15 +20,17 @@ from streams.clock import now_us
 from streams.features import SIZER_SPEC
 from streams.manifest import Manifest, onnx_digest
 from trainers import metrics
-from trainers.dataset import NormStats, chronological_split, data_hash, prepare, window_info
-from trainers.evaluate import CANDIDATE, GateOptions, evaluate_policies, score_rule
-from trainers.iterations import Probe
 from trainers.rl.policy import PolicyNet, dead_unit_share, policy_from_state
 from trainers.rl.ppo import PPOSpec
-from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
-from trainers.run_pipeline import RunPipeline, manifest_obs, require_rows
-from trainers.runstate import RunDir
+from trainers.run.gate import CANDIDATE, GateOptions
+from trainers.run.iterations import Probe
+from trainers.run.norm import NormStats
+from trainers.run.parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
+from trainers.run.pipeline import RunPipeline, manifest_obs, require_rows
+from trainers.run.state import RunDir
+from trainers.sizer.data import chronological_split, data_hash, prepare, window_info
 from trainers.sizer.env import ACTION_HIGH, ACTION_LOW
+from trainers.sizer.evaluation import evaluate_policies, score_rule
 from trainers.sizer.export import DeterministicSizer, OnnxSizer, check_parity, export_onnx
 from trainers.store.replay import ReplayStore
 

@@ -13,8 +13,8 @@ from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
 from tests.integration.test_trainer_registry import read_updates
 from tests.unit.trainers.allocator_fixtures import bandit_periods
-from trainers.loop import TrainerLoop
-from trainers.runstate import TrainerState
+from trainers.run.loop import TrainerLoop
+from trainers.run.state import TrainerState
 from trainers.store.allocation import AllocationStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

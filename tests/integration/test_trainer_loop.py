@@ -17,7 +17,7 @@ from streams.settings import Settings
 from streams.topics import EXPERIENCES, HEARTBEATS
 from tests.integration.test_trainer_registry import read_updates
 from tests.unit.trainers.conftest import bandit_records, make_record
-from trainers.loop import TrainerLoop
+from trainers.run.loop import TrainerLoop
 from trainers.store.replay import ReplayStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

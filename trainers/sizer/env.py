@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trainers.dataset import RunData
+from trainers.sizer.data import RunData
 
 __all__ = ["ACTION_HIGH", "ACTION_LOW", "SizerEnv", "risk_penalty", "to_normalised_action"]
 
@@ -69,7 +69,7 @@ def risk_penalty(pnl: np.ndarray | float, kind: str, alpha: float, var_level: fl
 
 
 class SizerEnv(gym.Env[np.ndarray, np.ndarray]):
-    """Gymnasium env over one run's data file (see :class:`trainers.dataset.RunData`).
+    """Gymnasium env over one run's data file (see :class:`trainers.sizer.data.RunData`).
 
     Config keys: ``data_path`` (str), ``episode_len`` (int), ``risk`` ("cvar", "variance",
     "none"), ``risk_weight`` (float), ``risk_alpha`` (float).

@@ -25,7 +25,7 @@ from trainers.allocator_eval import (
     inverse_vol_weights,
 )
 from trainers.allocator_history import append_history, latest_per_portfolio, read_history
-from trainers.evaluate import GateResult
+from trainers.run.gate import GateResult
 
 
 def test_inverse_vol_weights() -> None:

@@ -22,9 +22,9 @@ from trainers.allocator_export import (
     allocator_parity,
     export_allocator,
 )
-from trainers.dataset import NormStats
 from trainers.errors import ExportError
 from trainers.rl.policy import PolicyNet
+from trainers.run.norm import NormStats
 
 N_OBS = 8 + 6 + 2 * len(STRATEGIES) + 4
 BOUND = 4.0

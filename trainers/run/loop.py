@@ -2,9 +2,10 @@
 
 Two threads: the ingest thread owns the consumers and the writing store connections (and enforces
 retention); the main thread checks the triggers every ``check_interval_seconds`` and runs
-training runs (Ray and RLlib live there). Each model is a :class:`trainers.track.ModelTrack`: the
-sizer (:data:`SIZER_TRACK`) always and, with ``trainer.allocator.enabled``, the allocator
-(:mod:`trainers.allocator_loop`), whose periods the same ingest thread stores. A failed run is
+training runs (Ray and RLlib live there). Each model is a :class:`trainers.run.track.ModelTrack`: the
+sizer (:data:`trainers.sizer.track.SIZER_TRACK`) always and, with ``trainer.allocator.enabled``,
+the allocator (:data:`trainers.allocator_loop.ALLOCATOR_TRACK`), whose periods the same ingest
+thread stores. A failed run is
 retried with exponential backoff; an interrupted run resumes first. The process serves
 ``/metrics`` and publishes heartbeats with the serving model versions and the last training results.
 """
@@ -14,9 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Final, Unpack
 
-import numpy as np
 from rich.console import Console
 
 from streams.heartbeat import Heartbeater, component_id
@@ -25,61 +24,20 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
 from trainers.allocator_loop import ALLOCATOR_TRACK
-from trainers.pipeline import TrainingPipeline
 from trainers.rl.ppo import ensure_ray
-from trainers.run_parts import RunOutcome
+from trainers.run.parts import RunOutcome
+from trainers.run.track import ModelTrack
+from trainers.run.triggers import Backoff, Trigger
+from trainers.sizer.track import SIZER_TRACK
 from trainers.store.allocation import AllocationStore
-from trainers.store.ingest import EXPERIENCES_SOURCE, PERIODS, Ingestor, IngestTotals
+from trainers.store.ingest import PERIODS, Ingestor, IngestTotals
 from trainers.store.replay import ReplayStore
-from trainers.track import ModelTrack, ModelView, OnceOptions, TrackKind, train_model_once
-from trainers.triggers import Backoff, Trigger, default_triggers, psi
 
-__all__ = ["SIZER_TRACK", "StoreView", "TrainerLoop", "train_once"]
+__all__ = ["TrainerLoop"]
 
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY_S = 30.0
-
-
-class StoreView(ModelView[ReplayStore]):
-    """The triggers' view of the sizer, over the replay store, registry and trainer state."""
-
-    MODEL = "sizer"
-
-    def live_uplift(self, min_rows: int) -> tuple[float, float] | None:
-        serving = self.registry.serving_version
-        if serving is None:
-            return None
-        rows = self.store.served_by(serving, limit=max(min_rows, 2000))
-        if len(rows) < min_rows:
-            return None
-        entry = self.registry.index()["versions"].get(serving, {})
-        holdout = float(entry.get("metrics", {}).get("holdout_uplift_vs_fixed", 0.0))
-        live = float(np.mean((rows.action - 1.0) * rows.return_unit))
-        return live, holdout
-
-    def _drift(self, serving: str, reference: np.ndarray | None, min_rows: int) -> float | None:
-        recent = self.store.recent(max(min_rows, 1000)).state
-        return None if reference is None or len(recent) < min_rows else float(psi(reference, recent).max())
-
-
-def _sizer_triggers(settings: Settings) -> list[Trigger]:
-    cfg = settings.trainer
-    return default_triggers(
-        cfg.min_new_experiences, cfg.retrain_interval_seconds, cfg.uplift_min_rows,
-        cfg.uplift_decay_tolerance, cfg.drift_min_rows, cfg.drift_threshold,
-    )  # fmt: skip
-
-
-def _export_trainable(store: ReplayStore) -> None:
-    metrics.REPLAY_ROWS.labels(kind="trainable").set(store.count(trainable_only=True))
-
-
-SIZER_TRACK: Final = TrackKind(
-    model="sizer", label="", records="experiences", source=EXPERIENCES_SOURCE, store=ReplayStore,
-    pipeline=TrainingPipeline, view=StoreView, triggers=_sizer_triggers, on_check=_export_trainable,
-    on_failure=metrics.TRAINING_FAILURES.inc,
-)  # fmt: skip
 
 
 class TrainerLoop:
@@ -228,12 +186,3 @@ class TrainerLoop:
     def _finished(self) -> int:
         """Finished runs of both models (``max_runs`` counts these)."""
         return len(self.sizer.outcomes) + (len(self.allocator.outcomes) if self.allocator else 0)
-
-
-def train_once(settings: Settings, **options: Unpack[OnceOptions]) -> RunOutcome:
-    """``tradeloop train --once``: ingest what is on the topic, then one sizer run (resuming if needed).
-
-    Raises:
-        NotEnoughDataError, TrainerError, BrokerError.
-    """
-    return train_model_once(SIZER_TRACK, settings, **options)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainers.triggers import (
+from trainers.run.triggers import (
     Backoff,
     FeatureDrift,
     Interval,

@@ -1,4 +1,4 @@
-"""Run data: chronological split, normalisation statistics, reward scale, data hash."""
+"""The sizer's run data: chronological split, reward scale, data hash."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from streams.config.trainer import TrainerSettings
 from tests.unit.trainers.conftest import bandit_records
-from trainers.dataset import NormStats, RunData, chronological_split, data_hash, prepare
 from trainers.errors import NotEnoughDataError
+from trainers.run.norm import NormStats
+from trainers.sizer.data import RunData, chronological_split, data_hash, prepare
 from trainers.store.replay import ReplayStore
 
 
@@ -26,14 +27,6 @@ def test_split_is_chronological(rows) -> None:  # type: ignore[no-untyped-def]
     train, hold = chronological_split(rows, 0.25)
     assert len(train) == 300 and len(hold) == 100
     assert train.ts.max() < hold.ts.min()
-
-
-def test_norm_stats_handle_constant_features() -> None:
-    states = np.column_stack([np.arange(10.0), np.full(10, 3.0)])
-    norm = NormStats.fit(states)
-    assert norm.std[1] == 1.0
-    out = norm.apply(states)
-    assert out.dtype == np.float32 and np.allclose(out[:, 1], 0.0) and abs(out[:, 0].mean()) < 1e-6
 
 
 def test_prepare_and_roundtrip(rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,14 +1,14 @@
-"""Hold-out evaluation: policy metrics, paired block-bootstrap confidence intervals, the gate.
+"""The evaluation gate of every model kind: policy metrics, paired block-bootstrap intervals.
 
-Every policy is scored on the same chronological hold-out rows by the P&L its multipliers would
-have made, ``multiplier x return_unit`` (exact: P&L is linear in size, no market impact), so this
-off-policy evaluation needs no importance weights. Metrics are per signal, in hold-out order:
+Every policy is scored on the same chronological hold-out by the P&L series it would have made
+(the sizer's per signal, :mod:`trainers.sizer.evaluation`; the allocator's per period,
+:mod:`trainers.allocator_eval`). Metrics are per step, in hold-out order:
 
-* ``mean_return``: mean P&L per signal (unit-size returns);
-* ``sharpe``: mean / std of the per-signal P&L (not annualised);
-* ``cvar``: mean P&L of the worst ``alpha`` share (5%) of signals (higher is better);
+* ``mean_return``: mean P&L per step (unit-size returns);
+* ``sharpe``: mean / std of the per-step P&L (not annualised);
+* ``cvar``: mean P&L of the worst ``alpha`` share (5%) of steps (higher is better);
 * ``max_drawdown``: largest peak-to-trough fall of the cumulative P&L (lower is better);
-* ``win_rate``: share of signals with positive P&L;
+* ``win_rate``: share of steps with positive P&L;
 * ``profit_factor``: sum of gains / sum of losses (capped at 1000).
 
 Improvements are paired: the same bootstrap resample is applied to both policies. Resamples are
@@ -38,9 +38,7 @@ __all__ = [
     "block_bootstrap_indices",
     "compute_metrics",
     "evaluate_pnl",
-    "evaluate_policies",
     "metric_values",
-    "score_rule",
 ]
 
 # The name every gate gives the policy it decides on (the baselines have the kinds' own names).
@@ -48,11 +46,6 @@ CANDIDATE: Final = "candidate"
 METRICS: Final = ("mean_return", "sharpe", "cvar", "max_drawdown", "win_rate", "profit_factor")
 HIGHER_IS_BETTER: Final = {m: m != "max_drawdown" for m in METRICS}
 _PF_CAP: Final = 1000.0
-
-
-def score_rule(score: np.ndarray) -> np.ndarray:
-    """The score-rule baseline (DESIGN.md section 5): >0.8 -> 1.5, <0.4 -> 0.5, else 1.0."""
-    return np.where(score > 0.8, 1.5, np.where(score < 0.4, 0.5, 1.0))
 
 
 def metric_values(pnl: np.ndarray, name: str, alpha: float = 0.05) -> np.ndarray:
@@ -120,7 +113,8 @@ class GateResult:
 
 
 class GateOptions(TypedDict):
-    """How the gate decides: the keyword arguments of :func:`evaluate_policies` and :func:`evaluate_pnl`.
+    """How the gate decides: the keyword arguments of :func:`evaluate_pnl` (and the sizer's
+    :func:`trainers.sizer.evaluation.evaluate_policies`).
 
     One definition serves both entry points, so the sizer's and the allocator's gates cannot drift
     apart. ``candidate`` and ``reference`` name policies; ``metric`` is one of :data:`METRICS`;
@@ -140,23 +134,15 @@ class GateOptions(TypedDict):
     alpha: NotRequired[float]
 
 
-def evaluate_policies(
-    multipliers: Mapping[str, np.ndarray], returns: np.ndarray, **gate: Unpack[GateOptions]
-) -> GateResult:
-    """Score every policy on the hold-out and decide whether ``candidate`` beats ``reference``.
+def evaluate_pnl(pnl: Mapping[str, np.ndarray], **gate: Unpack[GateOptions]) -> GateResult:
+    """Score every policy's P&L series (same length, in order) and decide on ``candidate``.
 
     The gate passes when the one-sided ``confidence`` lower bound of the candidate's improvement
     over ``reference`` on ``metric`` exceeds ``margin`` (improvement is signed so that positive
-    is better, also for ``max_drawdown``). Intervals reported are the [1 - c, c] quantiles.
-    """
-    pnl = {name: np.asarray(m, dtype=np.float64) * returns for name, m in multipliers.items()}
-    return evaluate_pnl(pnl, **gate)
-
-
-def evaluate_pnl(pnl: Mapping[str, np.ndarray], **gate: Unpack[GateOptions]) -> GateResult:
-    """:func:`evaluate_policies` on P&L series already computed per policy (same length, in order).
-
-    The allocator scores its policies this way: per period, ``weights . next-period returns``.
+    is better, also for ``max_drawdown``). Intervals reported are the [1 - c, c] quantiles. The
+    sizer's P&L is ``multiplier x return_unit`` per signal
+    (:func:`trainers.sizer.evaluation.evaluate_policies`), the allocator's
+    ``weights . next-period returns`` per period.
     """
     candidate, reference, metric, margin = (
         gate["candidate"],

@@ -1,4 +1,4 @@
-"""What a model kind and the generic training run (:mod:`trainers.run_pipeline`) hand each other.
+"""What a model kind and the generic training run (:mod:`trainers.run.pipeline`) hand each other.
 
 A kind (the sizer, the allocator) builds a :class:`RunWindow` from its store, evaluates a
 :class:`TrainedRun` into an :class:`Evaluation`, and gets a :class:`RunOutcome` back. Keeping
@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trainers.dataset import NormStats
-from trainers.evaluate import CANDIDATE, GateResult
-from trainers.runstate import RunDir
+from trainers.run.gate import CANDIDATE, GateResult
+from trainers.run.norm import NormStats
+from trainers.run.state import RunDir
 
 __all__ = [
     "EnvData",

@@ -34,15 +34,15 @@ from streams.manifest import Manifest, sign_manifest
 from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
-from trainers.dataset import NormStats
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
-from trainers.evaluate import GateResult
-from trainers.iterations import Probe, run_iterations
 from trainers.registry import ModelRegistry, StoredModel, promote
 from trainers.rl.policy import renormalise_first_layers
 from trainers.rl.ppo import PPORunner, PPOSpec
-from trainers.run_parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
-from trainers.runstate import RunDir, TrainerState
+from trainers.run.gate import GateResult
+from trainers.run.iterations import Probe, run_iterations
+from trainers.run.norm import NormStats
+from trainers.run.parts import Evaluation, RunHyper, RunOutcome, RunWindow, TrainedRun
+from trainers.run.state import RunDir, TrainerState
 from trainers.store.sqlite import SqliteStore
 from trainers.store.trainlog import TrainLog
 
@@ -77,7 +77,7 @@ class RunPipeline(ABC, Generic[StoreT]):
 
     A kind sets ``MODEL`` (its registry name and run directory), ``NOUN`` (names its runs in
     logs) and ``RUN_PREFIX`` (of its run ids), and implements the abstract hooks; the values they
-    exchange are in :mod:`trainers.run_parts`.
+    exchange are in :mod:`trainers.run.parts`.
     """
 
     MODEL: ClassVar[str]

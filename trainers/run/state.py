@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trainers.dataset import NormStats
+from trainers.run.norm import NormStats
 
 __all__ = ["RunDir", "TrainerState"]
 

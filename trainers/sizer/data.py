@@ -1,9 +1,9 @@
-"""From replay rows to a run's data: chronological split, normalisation statistics, reward scale.
+"""From replay rows to a sizer run's data: chronological split, sampling priorities, reward scale.
 
 A run trains on the oldest ``1 - holdout_fraction`` of its window and evaluates on the newest
-rest, so no evaluation row precedes a training row. Normalisation statistics (mean and std per
-feature) come from the training part only and travel in the model manifest; a constant feature
-gets std 1 so the division is always defined.
+rest, so no evaluation row precedes a training row. Normalisation statistics
+(:class:`trainers.run.norm.NormStats`) come from the training part only and travel in the model
+manifest.
 
 The env reads a run's data from one ``.npz`` file (:meth:`RunData.save`), which keeps Ray
 checkpoints small and lets an interrupted run resume on exactly the same rows.
@@ -20,31 +20,11 @@ import numpy as np
 
 from streams.config.trainer import TrainerSettings
 from trainers.errors import NotEnoughDataError
+from trainers.run.norm import NormStats
 from trainers.sampling import importance_weights, priorities, sampling_probabilities
 from trainers.store.replay import ExperienceArrays
 
-__all__ = ["NormStats", "RunData", "chronological_split", "data_hash", "prepare", "window_info"]
-
-_STD_FLOOR = 1e-8
-
-
-@dataclass(frozen=True, slots=True)
-class NormStats:
-    """Per-feature mean and std of the training states."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, states: np.ndarray) -> NormStats:
-        mean = states.mean(axis=0)
-        std = states.std(axis=0)
-        return cls(mean=mean, std=np.where(std < _STD_FLOOR, 1.0, std))
-
-    def apply(self, states: np.ndarray) -> np.ndarray:
-        """``(x - mean) / std`` as float32, exactly what the ONNX model's input expects."""
-        return ((states - self.mean) / self.std).astype(np.float32)
-
+__all__ = ["RunData", "chronological_split", "data_hash", "prepare", "window_info"]
 
 def chronological_split(
     rows: ExperienceArrays, holdout_fraction: float

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainers.errors import TrainingError, TrainingInterrupted
 from trainers.rl.ppo import PPORunner
-from trainers.runstate import RunDir
+from trainers.run.state import RunDir
 from trainers.store.trainlog import TrainLog, iteration_checks
 
 __all__ = ["Probe", "run_iterations"]

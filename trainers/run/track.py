@@ -1,12 +1,12 @@
 """One model kind's training inside the trainer process: its triggers, retries and ``train --once``.
 
-The trainer loop (:class:`trainers.loop.TrainerLoop`) runs one :class:`ModelTrack` per model
+The trainer loop (:class:`trainers.run.loop.TrainerLoop`) runs one :class:`ModelTrack` per model
 kind on its main thread: the sizer always, the allocator when ``trainer.allocator.enabled``. A
 track checks its kind's triggers over its :class:`ModelView`, runs its kind's
-:class:`trainers.run_pipeline.RunPipeline`, retries a failed run with its own backoff (so a
+:class:`trainers.run.pipeline.RunPipeline`, retries a failed run with its own backoff (so a
 failing allocator never blocks the sizer) and keeps its outcomes. :func:`train_model_once` is
 ``tradeloop train --once`` for any kind. What differs between kinds is a :class:`TrackKind`
-value (:data:`trainers.loop.SIZER_TRACK`, :data:`trainers.allocator_loop.ALLOCATOR_TRACK`).
+value (:data:`trainers.sizer.track.SIZER_TRACK`, :data:`trainers.allocator_loop.ALLOCATOR_TRACK`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
 from trainers.registry import ModelRegistry
-from trainers.run_parts import RunOutcome
-from trainers.run_pipeline import RunPipeline
-from trainers.runstate import RunDir, TrainerState
+from trainers.run.parts import RunOutcome
+from trainers.run.pipeline import RunPipeline
+from trainers.run.state import RunDir, TrainerState
+from trainers.run.triggers import Backoff, Fired, TrainerView, Trigger
 from trainers.store.ingest import Ingestor, IngestSource
 from trainers.store.sqlite import SqliteStore
 from trainers.store.trainlog import TrainLog
-from trainers.triggers import Backoff, Fired, TrainerView, Trigger
 
 __all__ = ["ModelTrack", "ModelView", "OnceOptions", "TrackKind", "train_model_once"]
 
@@ -43,7 +43,7 @@ StoreT = TypeVar("StoreT", bound=SqliteStore)
 
 
 class ModelView(ABC, Generic[StoreT]):
-    """The triggers' view of one model (a :class:`trainers.triggers.TrainerView`).
+    """The triggers' view of one model (a :class:`trainers.run.triggers.TrainerView`).
 
     It reads the kind's store, registry and trainer state; a kind adds how its drift is measured
     and, if it can, its live uplift (the default: unknown, so the uplift-decay trigger is silent).
