@@ -38,9 +38,9 @@ import numpy as np
 from bench._experiences import simulate
 from bench._report import report
 from streams.settings import Settings
-from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
 from trainers.sizer.export import OnnxSizer
+from trainers.sizer.pipeline import SizerPipeline
 from trainers.store.replay import ReplayStore
 from trainers.store.trainlog import TrainLog
 
@@ -75,7 +75,7 @@ def one_seed(seed: int, n_signals: int, overrides: dict[str, Any]) -> dict[str, 
         with ReplayStore.open(settings.data_dir) as store:
             store.write(records)
             registry = ModelRegistry(settings.data_dir)
-            pipeline = TrainingPipeline(
+            pipeline = SizerPipeline(
                 settings, store, registry, TrainLog.open(settings.data_dir), progress=False
             )
             started = time.monotonic()

@@ -36,8 +36,8 @@ from trainers.allocator_env import observation
 from trainers.allocator_export import OnnxAllocator
 from trainers.allocator_loop import train_allocator_once
 from trainers.allocator_pipeline import MODEL
-from trainers.pipeline import RunOutcome
 from trainers.registry import ModelRegistry
+from trainers.run.parts import RunOutcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

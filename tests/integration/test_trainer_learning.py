@@ -16,9 +16,9 @@ from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.integration.test_trainer_registry import read_updates
 from trainers.errors import TrainingInterrupted
-from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
 from trainers.sizer.export import OnnxSizer
+from trainers.sizer.pipeline import SizerPipeline
 from trainers.sizer.track import train_sizer_once
 from trainers.store.replay import ReplayStore
 from trainers.store.trainlog import TrainLog
@@ -62,7 +62,7 @@ def test_training_beats_fixed_size_and_publishes(topics: Settings, ray_session: 
         ingestor.drain(deadline=120)
         ingestor.close()
         assert store.count() == len(records)
-        pipeline = TrainingPipeline(
+        pipeline = SizerPipeline(
             settings,
             store,
             ModelRegistry(settings.data_dir),

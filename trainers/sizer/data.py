@@ -21,7 +21,7 @@ import numpy as np
 from streams.config.trainer import TrainerSettings
 from trainers.errors import NotEnoughDataError
 from trainers.run.norm import NormStats
-from trainers.sampling import importance_weights, priorities, sampling_probabilities
+from trainers.sizer.sampling import importance_weights, priorities, sampling_probabilities
 from trainers.store.replay import ExperienceArrays
 
 __all__ = ["RunData", "chronological_split", "data_hash", "prepare", "window_info"]

@@ -14,10 +14,10 @@ import numpy as np
 
 from streams.settings import Settings
 from trainers import metrics
-from trainers.pipeline import TrainingPipeline
 from trainers.run.parts import RunOutcome
 from trainers.run.track import ModelView, OnceOptions, TrackKind, train_model_once
 from trainers.run.triggers import Trigger, default_triggers, psi
+from trainers.sizer.pipeline import SizerPipeline
 from trainers.store.ingest import EXPERIENCES_SOURCE
 from trainers.store.replay import ReplayStore
 
@@ -60,7 +60,7 @@ def _export_trainable(store: ReplayStore) -> None:
 
 SIZER_TRACK: Final = TrackKind(
     model="sizer", label="", records="experiences", source=EXPERIENCES_SOURCE, store=ReplayStore,
-    pipeline=TrainingPipeline, view=SizerView, triggers=_sizer_triggers, on_check=_export_trainable,
+    pipeline=SizerPipeline, view=SizerView, triggers=_sizer_triggers, on_check=_export_trainable,
     on_failure=metrics.TRAINING_FAILURES.inc,
 )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The sizer's training run (:class:`TrainingPipeline`): replay window -> PPO -> ONNX + parity ->
+"""The sizer's training run (:class:`SizerPipeline`): replay window -> PPO -> ONNX + parity ->
 hold-out gate -> signed registry entry -> (if it passes) published ``ModelUpdate``.
 
 The run itself (modes, resume, checkpoints, signing, publishing) is :class:`trainers.run.pipeline.
@@ -34,7 +34,7 @@ from trainers.sizer.evaluation import evaluate_policies, score_rule
 from trainers.sizer.export import DeterministicSizer, OnnxSizer, check_parity, export_onnx
 from trainers.store.replay import ReplayStore
 
-__all__ = ["RunOutcome", "TrainingPipeline"]
+__all__ = ["SizerPipeline"]
 
 _DRIFT_REFERENCE_ROWS: Final = 5000
 _PROBE_ROWS: Final = 512
@@ -42,7 +42,7 @@ _FIXED: Final = "fixed"
 _SERVING: Final = "serving"
 
 
-class TrainingPipeline(RunPipeline[ReplayStore]):
+class SizerPipeline(RunPipeline[ReplayStore]):
     """Runs sizer training runs against one replay store, registry and training log."""
 
     MODEL = "sizer"

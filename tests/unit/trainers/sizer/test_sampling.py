@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainers.sampling import importance_weights, priorities, sample, sampling_probabilities
+from trainers.sizer.sampling import importance_weights, priorities, sample, sampling_probabilities
 
 
 def test_priorities_grow_with_profit_magnitude_and_premium() -> None:
