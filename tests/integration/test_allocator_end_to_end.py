@@ -32,10 +32,10 @@ from tests.integration.test_trainer_registry import read_updates
 from tests.unit.inference.harness import running_worker, wait_until
 from tradeloop.cli import _global
 from tradeloop.commands import models
-from trainers.allocator_env import observation
-from trainers.allocator_export import OnnxAllocator
-from trainers.allocator_loop import train_allocator_once
-from trainers.allocator_pipeline import MODEL
+from trainers.allocator.env import observation
+from trainers.allocator.export import OnnxAllocator
+from trainers.allocator.pipeline import MODEL
+from trainers.allocator.track import train_allocator_once
 from trainers.registry import ModelRegistry
 from trainers.run.parts import RunOutcome
 

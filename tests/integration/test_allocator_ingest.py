@@ -11,7 +11,7 @@ from streams.codec import Codec
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER
-from tests.unit.trainers.allocator_fixtures import make_period
+from tests.unit.trainers.allocator.fixtures import make_period
 from trainers.store.allocation import AllocationStore
 from trainers.store.ingest import PERIODS, Ingestor
 

@@ -89,7 +89,7 @@ def train(
         raise typer.Exit(0)
     if model not in ("sizer", "allocator"):
         raise typer.BadParameter("sizer or allocator", param_hint="--model")
-    from trainers.allocator_loop import train_allocator_once
+    from trainers.allocator.track import train_allocator_once
     from trainers.sizer.track import train_sizer_once
 
     settings = _with_ray(ctx.obj, ray_address)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME, observation
+from trainers.allocator.env import N_MARKET, N_PORTFOLIO, N_REGIME, observation
 
 __all__ = ["PeriodPairs", "build_pairs", "choose_strategies"]
 

@@ -2,7 +2,7 @@
 
 RLlib has no ONNX export for RLModules, so each model kind's inference-only forward pass
 (:class:`trainers.sizer.export.DeterministicSizer`,
-:class:`trainers.allocator_export.DeterministicAllocator`) is exported with
+:class:`trainers.allocator.export.DeterministicAllocator`) is exported with
 ``torch.onnx.export`` (the TorchScript-based exporter, ``dynamo=False``, opset 17). The graph has
 one input ``obs``, float32 ``[batch, n_features]`` already normalised with the manifest's
 ``obs_mean`` / ``obs_std``, and one output ``action``, float32 ``[batch, m]``; what ``action``

@@ -4,7 +4,7 @@ The policy is a small tanh MLP producing the mean of a diagonal Gaussian over RL
 action range [-1, 1], with one output per action dimension (1 for the sizer, one per strategy for
 the allocator). Each kind wraps it in its own inference-only forward pass for ONNX
 (:class:`trainers.sizer.export.DeterministicSizer`,
-:class:`trainers.allocator_export.DeterministicAllocator`).
+:class:`trainers.allocator.export.DeterministicAllocator`).
 
 The mean head starts at zero weights and a bias of ``init_mean``; the default is the sizer's
 multiplier 1.0, so an untrained sizer is the fixed-size baseline and training learns deviations

@@ -1,6 +1,6 @@
 """Every Ray RLlib call of tradeloop lives here (Ray 2.60, new API stack), since RLlib's API moves.
 
-PPO on :class:`trainers.sizer.env.SizerEnv` (or :class:`trainers.allocator_env.AllocatorEnv`)
+PPO on :class:`trainers.sizer.env.SizerEnv` (or :class:`trainers.allocator.env.AllocatorEnv`)
 with :class:`trainers.rl.module.PolicyTorchModule`, configured from
 :class:`streams.config.trainer.TrainerSettings` through a :class:`PPOSpec`. Each sizer step is an
 independent signal and each allocator step an independent period (the weights do not change the
@@ -31,7 +31,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from streams.config.trainer import TrainerSettings
-from trainers.allocator_env import AllocatorEnv
+from trainers.allocator.env import AllocatorEnv
 from trainers.errors import TrainingError
 from trainers.rl.module import PolicyTorchModule
 from trainers.sizer.env import SizerEnv

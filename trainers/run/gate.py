@@ -2,7 +2,7 @@
 
 Every policy is scored on the same chronological hold-out by the P&L series it would have made
 (the sizer's per signal, :mod:`trainers.sizer.evaluation`; the allocator's per period,
-:mod:`trainers.allocator_eval`). Metrics are per step, in hold-out order:
+:mod:`trainers.allocator.evaluation`). Metrics are per step, in hold-out order:
 
 * ``mean_return``: mean P&L per step (unit-size returns);
 * ``sharpe``: mean / std of the per-step P&L (not annualised);

@@ -4,7 +4,7 @@ Two threads: the ingest thread owns the consumers and the writing store connecti
 retention); the main thread checks the triggers every ``check_interval_seconds`` and runs
 training runs (Ray and RLlib live there). Each model is a :class:`trainers.run.track.ModelTrack`: the
 sizer (:data:`trainers.sizer.track.SIZER_TRACK`) always and, with ``trainer.allocator.enabled``,
-the allocator (:data:`trainers.allocator_loop.ALLOCATOR_TRACK`), whose periods the same ingest
+the allocator (:data:`trainers.allocator.track.ALLOCATOR_TRACK`), whose periods the same ingest
 thread stores. A failed run is
 retried with exponential backoff; an interrupted run resumes first. The process serves
 ``/metrics`` and publishes heartbeats with the serving model versions and the last training results.
@@ -23,7 +23,7 @@ from streams.metrics import serve_metrics
 from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
-from trainers.allocator_loop import ALLOCATOR_TRACK
+from trainers.allocator.track import ALLOCATOR_TRACK
 from trainers.rl.ppo import ensure_ray
 from trainers.run.parts import RunOutcome
 from trainers.run.track import ModelTrack

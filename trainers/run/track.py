@@ -6,7 +6,7 @@ track checks its kind's triggers over its :class:`ModelView`, runs its kind's
 :class:`trainers.run.pipeline.RunPipeline`, retries a failed run with its own backoff (so a
 failing allocator never blocks the sizer) and keeps its outcomes. :func:`train_model_once` is
 ``tradeloop train --once`` for any kind. What differs between kinds is a :class:`TrackKind`
-value (:data:`trainers.sizer.track.SIZER_TRACK`, :data:`trainers.allocator_loop.ALLOCATOR_TRACK`).
+value (:data:`trainers.sizer.track.SIZER_TRACK`, :data:`trainers.allocator.track.ALLOCATOR_TRACK`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from streams.clock import now_us
-from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME
+from trainers.allocator.env import N_MARKET, N_PORTFOLIO, N_REGIME
 from trainers.store.sqlite import SqliteStore, WriteResult
 
 __all__ = ["AllocationStore", "validate_period"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bench._periods import AGENT_FIELDS, simulate_periods
-from tests.unit.trainers.allocator_fixtures import PERIOD_US, STRATEGIES, make_period
+from tests.unit.trainers.allocator.fixtures import PERIOD_US, STRATEGIES, make_period
+from trainers.allocator.env import observation
 from trainers.allocator.pairs import build_pairs, choose_strategies
-from trainers.allocator_env import observation
 from trainers.store.allocation import validate_period
 
 

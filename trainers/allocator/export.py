@@ -23,7 +23,7 @@ from torch import nn
 
 from streams.clock import now_us
 from streams.manifest import Manifest, onnx_digest
-from trainers.allocator_env import SPEC_VERSION, feature_names, softmax_weights, spec_digest
+from trainers.allocator.env import SPEC_VERSION, feature_names, softmax_weights, spec_digest
 from trainers.rl.onnx_export import INPUT_NAME, OUTPUT_NAME, check_module_parity, export_module, onnx_session
 from trainers.rl.policy import PolicyNet
 from trainers.run.norm import NormStats

@@ -17,7 +17,7 @@ import numpy as np
 
 from streams.settings import Settings
 from trainers.allocator.pairs import build_pairs
-from trainers.allocator_pipeline import MODEL, AllocatorPipeline
+from trainers.allocator.pipeline import MODEL, AllocatorPipeline
 from trainers.run.parts import RunOutcome
 from trainers.run.track import ModelView, OnceOptions, TrackKind, train_model_once
 from trainers.run.triggers import FeatureDrift, Interval, NewExperiences, Trigger, psi

@@ -30,8 +30,8 @@ from typing import Any, Final
 import numpy as np
 
 from streams.config.trainer import TrainerSettings
+from trainers.allocator.env import AllocatorRunData, RewardWeights, period_reward, portfolio_risk
 from trainers.allocator.pairs import PeriodPairs
-from trainers.allocator_env import AllocatorRunData, RewardWeights, period_reward, portfolio_risk
 from trainers.run.gate import CANDIDATE, GateResult, evaluate_pnl
 
 __all__ = [

@@ -8,7 +8,7 @@ serving allocator, the shared PPO iteration loop, training log, gate, signing an
 is the allocator's own: its window is consecutive-period pairs of the allocation store for the
 newest strategy list, a changed strategy list forces a full retrain, its candidate maps an
 observation to strategy weights, the gate scores it against equal and inverse-volatility weights,
-and every evaluation is appended to the weight history (:mod:`trainers.allocator_history`).
+and every evaluation is appended to the weight history (:mod:`trainers.allocator.history`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import numpy as np
 
 from streams.manifest import Manifest
 from trainers import metrics
-from trainers.allocator.pairs import PeriodPairs, build_pairs, choose_strategies
-from trainers.allocator_env import AllocatorRunData
-from trainers.allocator_eval import (
+from trainers.allocator.env import AllocatorRunData
+from trainers.allocator.evaluation import (
     CANDIDATE,
     EQUAL,
     INVERSE_VOL,
@@ -31,8 +30,9 @@ from trainers.allocator_eval import (
     evaluate_allocator,
     inverse_vol_weights,
 )
-from trainers.allocator_export import OnnxAllocator, allocator_manifest, allocator_parity, export_allocator
-from trainers.allocator_history import append_history
+from trainers.allocator.export import OnnxAllocator, allocator_manifest, allocator_parity, export_allocator
+from trainers.allocator.history import append_history
+from trainers.allocator.pairs import PeriodPairs, build_pairs, choose_strategies
 from trainers.rl.policy import dead_unit_share, policy_from_state
 from trainers.rl.ppo import PPOSpec
 from trainers.run.gate import GateResult

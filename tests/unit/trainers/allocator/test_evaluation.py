@@ -11,12 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from streams.settings import Settings
-from tests.unit.trainers.allocator_fixtures import STRATEGIES, bandit_periods
+from tests.unit.trainers.allocator.fixtures import STRATEGIES, bandit_periods
 from tradeloop.cli import _global
 from tradeloop.commands import models
-from trainers.allocator.pairs import build_pairs
-from trainers.allocator_env import AllocatorRunData
-from trainers.allocator_eval import (
+from trainers.allocator.env import AllocatorRunData
+from trainers.allocator.evaluation import (
     CANDIDATE,
     EQUAL,
     INVERSE_VOL,
@@ -24,7 +23,8 @@ from trainers.allocator_eval import (
     evaluate_allocator,
     inverse_vol_weights,
 )
-from trainers.allocator_history import append_history, latest_per_portfolio, read_history
+from trainers.allocator.history import append_history, latest_per_portfolio, read_history
+from trainers.allocator.pairs import build_pairs
 from trainers.run.gate import GateResult
 
 

@@ -13,9 +13,9 @@ from hypothesis.extra.numpy import arrays
 from agents.inference.model_store import load_model
 from agents.inference.weights import WeightsPlanner
 from streams.manifest import sign_manifest
-from tests.unit.trainers.allocator_fixtures import STRATEGIES, make_period
-from trainers.allocator_env import observation
-from trainers.allocator_export import (
+from tests.unit.trainers.allocator.fixtures import STRATEGIES, make_period
+from trainers.allocator.env import observation
+from trainers.allocator.export import (
     DeterministicAllocator,
     OnnxAllocator,
     allocator_manifest,

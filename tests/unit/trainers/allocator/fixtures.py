@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from trainers.allocator.env import AllocatorRunData
 from trainers.allocator.pairs import build_pairs
-from trainers.allocator_env import AllocatorRunData
 
 STRATEGIES = ["alpha", "beta", "gamma"]
 PERIOD_US = 60_000_000
