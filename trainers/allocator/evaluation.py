@@ -54,6 +54,7 @@ _HISTORY_ROWS: Final = 2000
 
 
 def equal_weights(n: int, k: int) -> np.ndarray:
+    """Weights ``[n, k]`` of ``1 / k`` each: the equal-weights baseline."""
     return np.full((n, k), 1.0 / k)
 
 
@@ -66,6 +67,7 @@ def inverse_vol_weights(trailing_std: np.ndarray) -> np.ndarray:
 
 
 def mean_weights(weights: np.ndarray, strategies: list[str]) -> dict[str, float]:
+    """Each strategy's mean weight over the rows of ``weights`` ``[n, k]``."""
     return {s: float(w) for s, w in zip(strategies, weights.mean(axis=0), strict=True)}
 
 

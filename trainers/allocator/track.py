@@ -1,11 +1,11 @@
 """The allocator's part of the trainer process: its view, its triggers, and ``train --once``.
 
 :class:`trainers.run.loop.TrainerLoop` ingests allocation periods on its ingest thread (a second
-:class:`trainers.store.ingest.Ingestor` with the :data:`trainers.store.ingest.PERIODS` source) and, on its main
-thread, steps the allocator's :class:`trainers.run.track.ModelTrack` (:data:`ALLOCATOR_TRACK`) before
-the sizer's: the allocator's triggers are the sizer's classes over an :class:`AllocatorView` (new
-periods, interval, feature drift of the allocator's observations), with their own backoff, so a
-failing allocator never blocks the sizer. The uplift-decay trigger stays silent for the
+:class:`trainers.store.ingest.Ingestor` with the :data:`trainers.store.ingest.PERIODS` source)
+and, on its main thread, steps the allocator's :class:`trainers.run.track.ModelTrack`
+(:data:`ALLOCATOR_TRACK`) before the sizer's: the allocator's triggers are the sizer's classes over
+an :class:`AllocatorView` (new periods, interval, feature drift of the allocator's observations),
+with their own backoff, so a failing allocator never blocks the sizer. The uplift-decay trigger stays silent for the
 allocator: served weights are not ingested.
 """
 
@@ -42,6 +42,7 @@ class AllocatorView(ModelView[AllocationStore]):
 
 
 def allocator_triggers(settings: Settings) -> list[Trigger]:
+    """The allocator's triggers: new periods, interval and feature drift, from ``trainer.allocator``."""
     a = settings.trainer.allocator
     return [
         NewExperiences(a.min_new_periods, name="new_periods"),

@@ -76,6 +76,7 @@ def ensure_ray(cfg: TrainerSettings) -> None:
 
 
 def shutdown_ray() -> None:
+    """Stop this process's Ray instance (or its connection to a cluster), if one is running."""
     if ray.is_initialized():
         ray.shutdown()
 

@@ -2,12 +2,12 @@
 
 Two threads: the ingest thread owns the consumers and the writing store connections (and enforces
 retention); the main thread checks the triggers every ``check_interval_seconds`` and runs
-training runs (Ray and RLlib live there). Each model is a :class:`trainers.run.track.ModelTrack`: the
-sizer (:data:`trainers.sizer.track.SIZER_TRACK`) always and, with ``trainer.allocator.enabled``,
-the allocator (:data:`trainers.allocator.track.ALLOCATOR_TRACK`), whose periods the same ingest
-thread stores. A failed run is
-retried with exponential backoff; an interrupted run resumes first. The process serves
-``/metrics`` and publishes heartbeats with the serving model versions and the last training results.
+training runs (Ray and RLlib live there). Each model is a :class:`trainers.run.track.ModelTrack`:
+the sizer (:data:`trainers.sizer.track.SIZER_TRACK`) always and, with
+``trainer.allocator.enabled``, the allocator (:data:`trainers.allocator.track.ALLOCATOR_TRACK`),
+whose periods the same ingest thread stores. A failed run is retried with exponential backoff; an
+interrupted run resumes first. The process serves ``/metrics`` and publishes heartbeats with the
+serving model versions and the last training results.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ on the newest data. The report says which, and why.
 Runs checkpoint after every iteration; :meth:`RunPipeline.run` first resumes an interrupted run
 (same data, same mode) before starting a new one.
 
-The sizer (:mod:`trainers.sizer.pipeline`) and the allocator (:mod:`trainers.allocator.pipeline`) run
-this same sequence; :class:`RunPipeline` holds it once and a kind subclasses it for what really
-differs: which rows form its window, its env and PPO spec, how its candidate is exported and
-scored against its baselines, and what its manifest, report and metrics add. Each kind keeps its
-runs and counters under its own ``MODEL`` name, so the two never resume each other's runs.
+The sizer (:mod:`trainers.sizer.pipeline`) and the allocator (:mod:`trainers.allocator.pipeline`)
+run this same sequence; :class:`RunPipeline` holds it once and a kind subclasses it for what really
+differs: which rows form its window, its env and PPO spec, how its candidate is exported and scored
+against its baselines, and what its manifest, report and metrics add. Each kind keeps its runs and
+counters under its own ``MODEL`` name, so the two never resume each other's runs.
 """
 
 from __future__ import annotations

@@ -83,6 +83,8 @@ class Fired:
 
 
 class Trigger(Protocol):
+    """A reason to retrain: ``check`` returns :class:`Fired` when it holds, else None."""
+
     @property
     def name(self) -> str: ...
 
@@ -91,6 +93,8 @@ class Trigger(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NewExperiences:
+    """Fires when at least ``minimum`` new rows arrived since the last run."""
+
     minimum: int
     name: str = "new_experiences"
 
@@ -101,6 +105,8 @@ class NewExperiences:
 
 @dataclass(frozen=True, slots=True)
 class Interval:
+    """Fires when ``seconds`` passed since the last run and at least one new row arrived."""
+
     seconds: float
     name: str = "interval"
 
@@ -113,6 +119,8 @@ class Interval:
 
 @dataclass(frozen=True, slots=True)
 class UpliftDecay:
+    """Fires when the live uplift fell below ``(1 - tolerance)`` times the hold-out uplift."""
+
     min_rows: int
     tolerance: float
     name: str = "uplift_decay"
@@ -130,6 +138,8 @@ class UpliftDecay:
 
 @dataclass(frozen=True, slots=True)
 class FeatureDrift:
+    """Fires when the largest per-feature PSI against the serving model's window exceeds ``threshold``."""
+
     min_rows: int
     threshold: float
     name: str = "feature_drift"

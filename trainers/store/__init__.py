@@ -1,5 +1,5 @@
-"""The trainer's durable data: the SQLite stores (replay, allocation periods), their ingestion from
-Kafka, the training log and the replay store's data export.
+"""The trainer's durable data.
 
-Nothing here imports Ray, torch or a model kind's training code.
+The SQLite stores (replay, allocation periods), their ingestion from Kafka, the training log and
+the replay store's data export. Nothing here imports Ray or torch.
 """
