@@ -89,7 +89,7 @@ def _clean_disk(settings: Settings) -> Action:
     def clean(problem: Problem) -> str:
         """Prune old model versions (sparing serving and rollback target) and trim the replay store."""
         from trainers.registry import ModelRegistry
-        from trainers.replay import ReplayStore
+        from trainers.store.replay import ReplayStore
 
         pruned: list[str] = []
         for name in MODEL_NAMES:
