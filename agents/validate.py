@@ -93,7 +93,9 @@ _STRINGS: Final[dict[str, tuple[str, ...]]] = {
     SIGNALS: ("event_id", "signal_id", "strategy", "symbol"),
     OUTCOMES: ("event_id", "signal_id", "symbol", "strategy"),
 }
-_KEY_FIELD: Final = {TRADES: "symbol", SIGNALS: "signal_id", OUTCOMES: "signal_id"}
+# The fields a single record's key may equal: the symbol (co-partitioned with its trades); signals
+# and outcomes keyed by signal id (the 0.1 contract) are still accepted and routed by the worker.
+_KEY_FIELDS: Final = {TRADES: ("symbol",), SIGNALS: ("symbol", "signal_id"), OUTCOMES: ("symbol", "signal_id")}
 _NUMBERS: Final[dict[str, tuple[str, ...]]] = {
     TRADES: ("price", "size"),
     SIGNALS: ("price", "score", "horizon_seconds", "action"),
@@ -153,14 +155,22 @@ class Validator:
         self.codec = codec
         self.max_future_us = int(max_future_seconds * 1_000_000)
 
-    def problem(self, topic: str, record: Mapping[str, Any], key: bytes | None, now: int) -> Problem | None:
-        """The first problem of a decoded ``record``, or None when it is valid."""
+    def problem(
+        self, topic: str, record: Mapping[str, Any], key: bytes | None, now: int, *, check_key: bool = True
+    ) -> Problem | None:
+        """The first problem of a decoded ``record``, or None when it is valid.
+
+        ``check_key`` is false for an event inside a batch record, whose key is the first event's.
+        """
         for name in _STRINGS[topic]:
             if not record[name]:
                 return MISSING_FIELD, f"{name} is empty"
-        key_field = _KEY_FIELD[topic]
-        if key is None or key.decode("utf-8", "replace") != record[key_field]:
-            return KEY_MISMATCH, f"key {key!r} is not the record's {key_field} {record[key_field]!r}"
+        if check_key:
+            fields = _KEY_FIELDS[topic]
+            text = None if key is None else key.decode("utf-8", "replace")
+            if text is None or all(text != record[f] for f in fields):
+                expected = " or ".join(f"{f} {record[f]!r}" for f in fields)
+                return KEY_MISMATCH, f"key {key!r} is not the record's {expected}"
         for name in _NUMBERS[topic]:
             if not math.isfinite(record[name]):
                 return NON_FINITE, f"{name} = {record[name]}"
