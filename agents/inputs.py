@@ -235,10 +235,12 @@ class InputDecoder:
                     events.append(Event(msg.topic, msg.source, msg.partition, msg.offset, SINGLE, msg.key,
                                         record, msg.value, msg.route))  # fmt: skip
                 continue
+            suspects = self.validator.suspects(msg.topic, record, now).tolist()
+            partition_of = self.partition_of
             for i, row in enumerate(to_rows(msg.topic, record)):
                 event = Event(msg.topic, msg.source, msg.partition, msg.offset, i, msg.key, row, None, msg.route)
-                found = problem(msg.topic, row, None, now, check_key=False)
-                if found is None and msg.route is None and self.partition_of(row["symbol"]) != msg.partition:
+                found = problem(msg.topic, row, None, now, check_key=False) if suspects[i] else None
+                if found is None and msg.route is None and partition_of(row["symbol"]) != msg.partition:
                     found = WRONG_PARTITION, self._wrong_partition(row["symbol"], msg.partition)
                 if found is not None:
                     dead.append(event.reject(self.codec, STAGE_VALIDATE, *found))

@@ -57,6 +57,7 @@ _MARKET_IDX: Final = [_OFFSET + STREAM_FEATURES.index(n) for n in MARKET_FEATURE
 _CROSS, _RATIO, _RET30 = (MARKET_FEATURES.index(n) for n in ("ema_cross", "rv_ratio_1m_30m", "ret_30m"))
 MAX_EMPTY_PERIODS: Final = 1000  # a longer gap emits this many empty periods, then jumps
 BAD_PERIOD_INPUT: Final = "bad_period_input"
+MAX_CONTRIBUTIONS: Final = 1000
 
 
 class Contribution(NamedTuple):
@@ -76,16 +77,22 @@ def market_of(state: Sequence[float]) -> list[float] | None:
 
 
 def period_inputs(experiences: Iterable[Mapping[str, Any]]) -> list[tuple[str, bytes]]:
-    """The internal period records of a join batch: (portfolio, value), one per portfolio.
+    """The internal period records of a join batch: (portfolio, value), one per portfolio and chunk.
 
-    Censored experiences (no return) contribute nothing and are left out.
+    Censored experiences (no return) contribute nothing and are left out. A record holds at most
+    :data:`MAX_CONTRIBUTIONS` contributions (about 400 kB), under Kafka's default message size.
     """
     by_portfolio: dict[str, list[Mapping[str, Any]]] = {}
     for exp in experiences:
         if exp["return_unit"] is not None:
             by_portfolio.setdefault(exp["portfolio"], []).append(exp)
+    chunks = [
+        (portfolio, rows[i : i + MAX_CONTRIBUTIONS])
+        for portfolio, rows in by_portfolio.items()
+        for i in range(0, len(rows), MAX_CONTRIBUTIONS)
+    ]
     out = []
-    for portfolio, rows in by_portfolio.items():
+    for portfolio, rows in chunks:
         markets = [market_of(r["state"]) for r in rows]
         texts = [[r["event_id"] for r in rows], [r["strategy"] for r in rows], [r["outcome_ts"] for r in rows],
                  [r["premium"] for r in rows], [m is not None for m in markets]]  # fmt: skip

@@ -143,6 +143,22 @@ _RANGES: Final[dict[str, Callable[[Mapping[str, Any]], Problem | None]]] = {
 }
 
 
+def _range_suspects(topic: str, c: Mapping[str, Any], f: Callable[[str], np.ndarray]) -> np.ndarray:
+    """Rows of a batch that may fail the range checks of ``topic`` (column-wise ``_RANGES``)."""
+    if topic == TRADES:
+        return (f("price") <= 0) | (f("size") <= 0)  # type: ignore[no-any-return]
+    if topic == SIGNALS:
+        score = f("score")
+        bad_features = np.fromiter(
+            (not all(map(math.isfinite, x.values())) for x in c["features"]), bool, len(c["features"])
+        )
+        return (  # type: ignore[no-any-return]
+            (f("price") <= 0) | ~((score >= 0.0) & (score <= 1.0)) | (f("horizon_seconds") <= 0)
+            | (f("action") < 0) | bad_features
+        )  # fmt: skip
+    return (f("entry_price") <= 0) | (f("exit_price") <= 0) | (f("fees") < 0) | (f("size_multiplier") < 0)  # type: ignore[no-any-return]
+
+
 class Validator:
     """Decodes and checks trades, signals and outcomes (duplicates are the callers' job: see RecentIds).
 
@@ -180,6 +196,26 @@ class Validator:
         if ts > now + self.max_future_us:
             return FUTURE_TIMESTAMP, f"ts {ts} is {(ts - now) / 1e6:.0f}s ahead of the wall clock"
         return _RANGES[topic](record)
+
+    def suspects(self, topic: str, columns: Mapping[str, Any], now: int) -> np.ndarray:
+        """Rows of a decoded batch record that may have a problem, checked column by column.
+
+        Mirrors :meth:`problem` without the key check (a batch's key is its first event's): a row
+        left unflagged passes :meth:`problem`; a flagged row gets its exact reason from it.
+        """
+        n = len(columns["event_id"])
+
+        def floats(name: str) -> np.ndarray:
+            return np.asarray(columns[name], dtype=np.float64)
+
+        flagged = np.zeros(n, dtype=bool)
+        for name in _STRINGS[topic]:
+            flagged |= np.fromiter((not v for v in columns[name]), bool, n)
+        for name in _NUMBERS[topic]:
+            flagged |= ~np.isfinite(floats(name))
+        ts = np.asarray(columns["ts"], dtype=np.int64)
+        flagged |= (ts <= 0) | (ts > now + self.max_future_us)
+        return flagged | _range_suspects(topic, columns, floats)
 
     def check(self, msg: Inbound, now: int) -> dict[str, Any] | DeadLetter:
         """The decoded record of ``msg``, or the dead letter that says why it is unusable.

@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--batch", type=int, default=2000, help="take_events batch size, as the worker's")
+    parser.add_argument("--fetch-bytes", type=int, default=16 * 1024 * 1024, help="as the worker's max_fetch_bytes")
     args = parser.parse_args()
     if args.loop == "uvloop":
         import mode.loop
@@ -35,6 +36,7 @@ def main() -> None:
         f"bare-{uuid.uuid4().hex[:6]}", broker=f"kafka://{args.bootstrap}", store="memory://",
         web_enabled=False, consumer_auto_offset_reset="earliest", broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0, broker_max_poll_records=args.batch, autodiscover=False,
+        consumer_max_fetch_size=args.fetch_bytes,
     )  # fmt: skip
     topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
     state = {"n": 0, "first": 0.0, "cpu": 0.0}
@@ -52,7 +54,7 @@ def main() -> None:
                                   "cpu_seconds": cpu, "loop": args.loop}), flush=True)  # fmt: skip
                 os._exit(0)  # the measurement is done; skip Faust's shutdown
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "WARNING"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()
 
 

@@ -91,4 +91,5 @@ def to_rows(topic: str, columns: Mapping[str, Sequence[Any]]) -> list[dict[str, 
         columns[name] if len(columns[name]) == n else [default] * n for name, default in fields_of(topic)
     ]
     names = [name for name, _ in fields_of(topic)]
-    return [dict(zip(names, values, strict=True)) for values in zip(*filled, strict=True)]
+    # batch_length checked the lengths: plain zips, which are measurably faster on this hot path.
+    return [dict(zip(names, values)) for values in zip(*filled)]  # noqa: B905

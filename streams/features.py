@@ -17,7 +17,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "ENGINE_FEATURES",
@@ -119,13 +119,15 @@ def build_state(
     state = [float(score) if score_ok else 0.0, 1.0 if side == "BUY" else -1.0]
     state += [1.0 if family == f else 0.0 for f in FAMILIES]
     present = (2 if score_ok else 1) + (1 if family in FAMILIES else 0)
-    for name in spec.engine:
-        value = engine_features.get(name)
-        if value is not None and _finite(value):
-            state.append(float(value))
-            present += 1
-        else:
-            state.append(0.0)
+    engine: list[Any] = [engine_features.get(name) for name in spec.engine]
+    if set(map(type, engine)) == {float} and all(map(math.isfinite, engine)):
+        state += engine  # the usual case: every engine feature sent, as a finite float
+        present += len(engine)
+    else:
+        for value in engine:
+            ok = value is not None and _finite(value)
+            state.append(float(value) if ok else 0.0)
+            present += ok
     if stream_values is not None and len(stream_values) == len(spec.stream):
         values = list(stream_values)
         if set(map(type, values)) == {float} and all(map(math.isfinite, values)):

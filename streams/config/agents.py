@@ -30,6 +30,13 @@ class AgentSettings(Section):
     web_port: int = 6066
     batch_max: int = Field(default=2000, ge=1, description="events per stream.take batch")
     batch_within_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    max_fetch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes per partition a fetch may return (Faust's consumer_max_fetch_size): Faust "
+        "waits up to 1.5 s per fetch and the embedded broker answers at that deadline, so this bounds "
+        "the input rate of batch records",
+    )
     step_max_bytes: int = Field(
         default=1_000_000,
         ge=1,

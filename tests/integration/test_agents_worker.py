@@ -16,6 +16,7 @@ import pytest
 from streams.consumer import EventConsumer
 from streams.features import STREAM_FEATURES
 from streams.producer import EventProducer
+from streams.sdk import EngineClient
 from streams.settings import Settings
 from tests.kit.engine import produce_events as produce
 from tests.unit.agents.badinputs import bad_batches, bad_inputs, duplicate_trade
@@ -134,6 +135,20 @@ def test_worker_end_to_end(topics: Settings, tmp_path: Path) -> None:
             (r["revision"], r["status"]) for _, _, r in got["experiences"] if r["signal_id"] == "idle-1"
         )
         assert idle == [(0, "CENSORED"), (1, "CORRECTION")]
+
+        # An engine reports a SELL signal's outcome as a BUY (the 0.1 SDK's silent default): the
+        # experience is flagged and its reward has the SELL side's sign.
+        flip_ts = LAST_TRADES + 90 * SECOND
+        with EngineClient(settings, client_id="engine-flip") as engine:
+            engine.signal("flip-1", strategy="strat-0", family="ema_cross", symbol="ETH", side="SELL", price=100.0,
+                          score=0.6, features={}, horizon_seconds=30.0, ts=flip_ts)  # fmt: skip
+            engine.outcome("flip-1", symbol="ETH", strategy="strat-0", side="BUY", entry_price=100.0,
+                           exit_price=98.0, size_multiplier=1.0, fees=1.0, ts=flip_ts + SECOND)  # fmt: skip
+        wait_for(lambda: count("experiences", lambda r: r["signal_id"] == "flip-1") >= 1, 40, "the flipped outcome",
+                 lambda: by_topic(out, got), worker)  # fmt: skip
+        [flip] = [r for _, _, r in got["experiences"] if r["signal_id"] == "flip-1"]
+        assert flip["status"] == "COMPLETE" and "side_mismatch" in flip["validation_flags"]
+        assert flip["return_unit"] == pytest.approx(0.02 - 0.001) and flip["pnl"] > 0  # SELL from 100 to 98
 
         # Allocation periods: the first two close by event time; their returns add up.
         wait_for(
