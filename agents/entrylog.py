@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Final
 
 from agents.journal import Write
@@ -131,17 +131,35 @@ class EntryLog:
         out.extend((slot[0], self.key(slot), None) for slot in dead)
         return out
 
-    def load(self, items: Iterable[tuple[bytes, bytes]]) -> dict[str, tuple[int, bytes]]:
-        """Current entries (name -> (partition, value)) from persisted records; continues the log."""
-        self._seq.clear()
-        self._where.clear()
-        self._live.clear()
+    def forget(self, partitions: Collection[int]) -> None:
+        """Drop what the log knows of ``partitions`` (they went to another worker)."""
+        self._seq = {p: seq for p, seq in self._seq.items() if p not in partitions}
+        self._where = {name: slot for name, slot in self._where.items() if slot[0] not in partitions}
+        self._live = {slot: n for slot, n in self._live.items() if slot[0] not in partitions}
+        self._garbage = [slot for slot in self._garbage if slot[0] not in partitions]
+
+    def load(
+        self, items: Iterable[tuple[bytes, bytes]], partitions: Collection[int] | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """Current entries (name -> (partition, value)) from persisted records; continues the log.
+
+        Without ``partitions``, everything the log knew is replaced; with them, only those
+        partitions are (re)loaded and the others left as they are.
+        """
+        if partitions is None:
+            self._seq.clear()
+            self._where.clear()
+            self._live.clear()
+            self._garbage.clear()
+        else:
+            self.forget(partitions)
         prefix = f"{self.kind}:".encode()
         records: list[tuple[Slot, bytes]] = []
         for key, value in items:
             if key.startswith(prefix):
                 _, partition, seq = key.decode().split(":")
-                records.append(((int(partition), int(seq)), value))
+                if partitions is None or int(partition) in partitions:
+                    records.append(((int(partition), int(seq)), value))
         records.sort()
         current: dict[str, tuple[Slot, bytes]] = {}
         for slot, value in records:
@@ -151,5 +169,5 @@ class EntryLog:
         for name, (slot, _) in current.items():
             self._where[name] = slot
             self._live[slot] = self._live.get(slot, 0) + 1
-        self._garbage = [slot for slot, _ in records if slot not in self._live]
+        self._garbage += [slot for slot, _ in records if slot not in self._live]
         return {name: (slot[0], entry) for name, (slot, entry) in current.items()}

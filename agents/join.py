@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -102,6 +102,7 @@ class Joiner:
         self._reset()
 
     def _reset(self) -> None:
+        self.partitions: set[int] = set()  # held, when the worker assigns them (see assign)
         self.entries: dict[str, Entry] = {}
         self.clocks: dict[Lane, Clock] = {}
         self.log = EntryLog("e")
@@ -139,17 +140,51 @@ class Joiner:
         return sum(1 for e in self.entries.values() if not e.final and e.emitted < 0 and not e.orphaned)
 
     def load(self, items: Iterable[tuple[bytes, bytes]], now: int) -> None:
-        """Rebuild state and indexes from persisted keys (a table after changelog recovery)."""
+        """Rebuild all state and indexes from persisted keys (a table after changelog recovery)."""
         self._reset()
-        items = list(items)
+        self._load(list(items), now, None)
+
+    def assign(self, items: Iterable[tuple[bytes, bytes]], now: int, partitions: Collection[int]) -> int:
+        """Hold exactly ``partitions``: drop the state of others, load the state of new ones.
+
+        The state of partitions held before and after is kept as it is: it mirrors the table,
+        write for write. A table can still hold keys of partitions given away (the memory store
+        keeps what this worker wrote), and that state is another worker's now. Returns how many
+        entries were loaded.
+        """
+        held = set(partitions)
+        gone = self.partitions - held
+        if gone:
+            self._drop(gone)
+        new = held - self.partitions
+        self.partitions = held
+        return self._load(list(items), now, new) if new else 0
+
+    def _load(self, items: list[tuple[bytes, bytes]], now: int, partitions: Collection[int] | None) -> int:
         for key, value in items:
             if key.startswith(CLOCK_PREFIX):
-                self.clocks[parse_clock_key(key)] = Clock.from_json(value, now)
-        for signal_id, (_, value) in self.log.load(items).items():
+                lane = parse_clock_key(key)
+                if partitions is None or lane[0] in partitions:
+                    self.clocks[lane] = Clock.from_json(value, now)
+        loaded = self.log.load(items, partitions)
+        for signal_id, (_, value) in loaded.items():
             entry = Entry.from_bytes(signal_id, value)
             entry.arrived_wall = now
             self.entries[signal_id] = entry
             self._index(entry)
+        return len(loaded)
+
+    def _drop(self, partitions: Collection[int]) -> None:
+        gone = [sid for sid, entry in self.entries.items() if entry.route in partitions]
+        for signal_id in gone:
+            del self.entries[signal_id]
+        for ids in self._waiting.values():
+            ids.difference_update(gone)
+        self.clocks = {lane: clock for lane, clock in self.clocks.items() if lane[0] not in partitions}
+        for heaps in (self._expiry, self._orphans, self._purge):
+            for lane in [lane for lane in heaps if lane[0] in partitions]:
+                del heaps[lane]
+        self.log.forget(partitions)
 
     # ---- events ----------------------------------------------------------------------------------
 

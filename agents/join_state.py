@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,6 +25,12 @@ __all__ = ["CLOCK_PREFIX", "Clock", "Entry", "Lane", "Src", "clock_key", "parse_
 
 CLOCK_PREFIX: Final = b"\x00clock:"
 FINAL_SIGNAL_FIELDS: Final = ("ts", "horizon_seconds", "symbol")
+# A finished entry (most entries of a long run) in a fixed layout: "F", home, route, emitted,
+# signal ts, outcome watermark, horizon, both sources, then its strings. A restore reads
+# hundreds of thousands of them; this parses in a fraction of the general form's time.
+_FINAL = struct.Struct("<BiibqqdqqqqqqH")
+_FINAL_TAG: Final = ord("F")
+_SEP: Final = "\x1f"
 
 Lane = tuple[int, int]  # (route partition, source partition): one event-time clock each
 Src = tuple[int, int, int]  # (partition, offset, index in the batch record or -1)
@@ -101,7 +108,32 @@ class Entry:
         assert self.signal is not None
         return int(self.signal["ts"] + self.signal["horizon_seconds"] * 1_000_000) + grace_us
 
+    def _final_bytes(self) -> bytes | None:
+        """The fixed layout of a finished entry, or None when it does not fit one."""
+        if not (self.final and self.signal is not None and self.sig_src is not None and self.out_src is not None):
+            return None
+        strings = [self.sig_event or "", self.out_event or "", self.status0 or "", self.signal["symbol"]]
+        text = _SEP.join(strings)
+        if any(_SEP in x for x in strings) or self.orphaned or self.outcome is not None:
+            return None
+        data = text.encode()
+        return _FINAL.pack(
+            _FINAL_TAG, self.home, self.route, self.emitted, self.signal["ts"], self.out_wm,
+            self.signal["horizon_seconds"], *self.sig_src, *self.out_src, len(data),
+        ) + data  # fmt: skip
+
+    @classmethod
+    def _from_final(cls, signal_id: str, data: bytes) -> Entry:
+        (_, home, route, emitted, ts, out_wm, horizon, sp, so, si, op, oo, oi, n) = _FINAL.unpack_from(data)
+        sig_event, out_event, status0, symbol = data[_FINAL.size : _FINAL.size + n].decode().split(_SEP)
+        signal = {"ts": ts, "horizon_seconds": horizon, "symbol": symbol}
+        return cls(signal_id, home, route, signal, (sp, so, si), sig_event or None, None, (op, oo, oi),
+                   out_event or None, out_wm, None, emitted, status0 or None, True)  # fmt: skip
+
     def to_bytes(self) -> bytes:
+        final = self._final_bytes()
+        if final is not None:
+            return final
         floats: list[float] = []
         signal: Any = None
         if self.signal is not None:
@@ -133,6 +165,8 @@ class Entry:
 
     @classmethod
     def from_bytes(cls, signal_id: str, data: bytes) -> Entry:
+        if data[:1] == b"F":
+            return cls._from_final(signal_id, data)
         texts, floats, tail = split_bytes(data)
         (home, route, sig_src, sig_event, out_src, out_event, out_wm, emitted, status0, final, orphaned,
          orphan_topic, signal_texts, n_signal, outcome_texts, n_outcome, resolved_meta) = texts  # fmt: skip

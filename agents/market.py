@@ -30,7 +30,7 @@ import bisect
 import json
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -247,12 +247,20 @@ class Market:
         parts["core"] = sm.core()
         return self.journal.record(sm.partition, sm.symbol, parts)
 
-    def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """Rebuild every symbol from persisted keys (a table after changelog recovery)."""
+    def load(self, items: Iterable[tuple[bytes, bytes]], partitions: Collection[int] | None = None) -> None:
+        """Rebuild every symbol from persisted keys (a table after changelog recovery).
+
+        With ``partitions``, only symbols whose trades arrive on those partitions: a table can hold
+        keys of partitions this worker gave away, and their state is another worker's now.
+        """
         self.symbols.clear()
         for symbol, parts in self.journal.load(items).items():
-            sm = self._symbol(symbol)
+            sm = SymbolMarket(symbol, self.settings)
             sm.restore_core(parts["core"])
+            if partitions is not None and sm.partition not in partitions:
+                self.journal.forget(symbol)
+                continue
+            self.symbols[symbol] = sm
             chunks, snapshots = [], []
             for name, value in parts.items():
                 if name[0] == "F":

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -332,10 +332,15 @@ class Periods:
         parts["core"] = state.core()
         return self.journal.record(state.partition, state.portfolio, parts)
 
-    def load(self, items: Iterable[tuple[bytes, bytes]], now: int) -> None:
+    def load(self, items: Iterable[tuple[bytes, bytes]], now: int, partitions: Collection[int] | None = None) -> None:
+        """Rebuild every portfolio from persisted keys; with ``partitions``, only those held here."""
         self.portfolios.clear()
         for name, parts in self.journal.load(items).items():
-            state = self._portfolio(name)
+            state = PortfolioState(name, self.settings)
             chunks = [(int(k[1:]), v) for k, v in parts.items() if k.startswith("D")]
             state.restore(parts["core"], chunks)
+            if partitions is not None and state.partition not in partitions:
+                self.journal.forget(name)
+                continue
             state.seen_wall = now
+            self.portfolios[name] = state

@@ -198,15 +198,19 @@ class StreamWorker:
         # writes up to a few per event, so allow a few batches' worth before that back-pressure.
         self.app.producer.buffer.max_messages = max(10_000, 8 * self.settings.agents.batch_max)
         now = now_us()
+        started = time.monotonic()
+        assignment = self.app.consumer.assignment()
+        partitions = sorted({tp.partition for tp in assignment if tp.topic == self.full[TRADES]})
+        portfolios = {tp.partition for tp in assignment if tp.topic == self.full[PERIODS_INPUT]}
         tables = {"market": read_all(self.market_table), "join": read_all(self.join_table),
                   "periods": read_all(self.periods_table)}  # fmt: skip
-        self.market.load(tables["market"])
-        self.joiner.load(tables["join"], now)
-        self.periods.load(tables["periods"], now)
+        # Only the state of partitions held now: the memory store keeps keys written here for
+        # partitions given away at a rebalance, and that state is another worker's now.
+        self.market.load(tables["market"], partitions)
+        self.joiner.assign(tables["join"], now, partitions)  # the big one: only new partitions are parsed
+        self.periods.load(tables["periods"], now, portfolios)
+        loading = time.monotonic() - started
         self._loaded = True
-        partitions = sorted(
-            {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.full[TRADES]}
-        )
         self.stats.partitions, self.stats.recovery_seconds = (
             len(partitions),
             time.monotonic() - self._assigned_at,
@@ -217,9 +221,10 @@ class StreamWorker:
             m.TABLE_KEYS.labels(name).set(len(items))
         log.info(
             "state loaded %.2fs after the assignment of partitions %s: %d table keys, %d symbols, "
-            "%d join entries (%d pending), %d portfolios",
+            "%d join entries (%d pending), %d portfolios; %.2fs of it building the handlers' state",
             self.stats.recovery_seconds, partitions, sum(len(t) for t in tables.values()),
             len(self.market.symbols), len(self.joiner.entries), self.joiner.pending(), len(self.periods.portfolios),
+            loading,
         )  # fmt: skip
         return True
 

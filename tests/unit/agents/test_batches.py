@@ -135,3 +135,14 @@ def test_a_key_that_is_neither_symbol_nor_signal_id_is_a_key_mismatch() -> None:
     msg = Inbound("outcomes", "t.outcomes", BTC, 0, b"nope", CODEC.encode("outcomes", outcome("k", T0)))
     events, [letter] = InputDecoder(CODEC, AgentSettings(), PARTITIONS).events([msg], NOW)
     assert not events and letter.reason == "key_mismatch" and letter.batch_index is None
+
+
+def test_market_load_keeps_only_the_symbols_of_held_partitions() -> None:
+    market = Market(AgentSettings(), CODEC, PARTITIONS)
+    eth = partition_for(b"ETH", PARTITIONS)
+    out = market.handle([batch_msg("trades", [trade("a", T0, "BTC")], 0),
+                         batch_msg("trades", [trade("b", T0, "ETH")], 0, partition=eth, key=b"ETH")], NOW)  # fmt: skip
+    table = {key: value for _, key, value in out.writes if value is not None}
+    restored = Market(AgentSettings(), CODEC, PARTITIONS)
+    restored.load(table.items(), partitions=[BTC])
+    assert set(restored.symbols) == ({"BTC"} if eth != BTC else {"BTC", "ETH"})

@@ -224,3 +224,24 @@ def test_entry_round_trips_through_its_bytes_at_every_stage() -> None:
     h.feed(("outcomes", outcome("a", T0 + 95 * S)))
     assert check("a").final  # reduced to what duplicate detection needs
     assert len(set(checked)) == 3  # a pending signal, an orphan-to-be, a final entry
+
+
+def test_assign_keeps_held_partitions_drops_given_away_ones_and_loads_new_ones() -> None:
+    """A rebalance: the join holds exactly the partitions assigned, new ones from the table."""
+    h = Harness(partitions=1)
+    warm(h)
+    for p in range(3):
+        h.join([h.msg("signals", signal(f"p{p}", T0 + 90 * S), p, key=b"BTC")])
+    table = dict(h.table)
+    assert {e.route for e in h.joiner.entries.values()} == {0, 1, 2}
+    worker = Harness(partitions=1).joiner
+    worker.market = h.market
+    assert worker.assign(table.items(), h.now, {0, 1}) == 2
+    assert set(worker.entries) == {"p0", "p1"}
+    kept = worker.entries["p0"]
+    assert worker.assign(table.items(), h.now, {0, 2}) == 1  # p1 given away, p2 new
+    assert set(worker.entries) == {"p0", "p2"} and worker.entries["p0"] is kept
+    assert {lane[0] for lane in worker.clocks} == {0, 2}
+    # Writes after the rebalance continue the record log of the held partitions.
+    worker.handle([], h.now)
+    assert all(key.startswith(b"e:") or key.startswith(b"\x00clock") for _, key, _ in worker.tick(h.now).writes)
