@@ -40,6 +40,7 @@ from agents import metrics as m
 from agents.app import create_app
 from agents.deadletter import DeadLetter
 from agents.join import JoinBatch, Joiner
+from agents.journal import Write
 from agents.market import Market
 from agents.periods import Periods, period_inputs
 from agents.routing import PROVENANCE_HEADER, Provenance, Router
@@ -103,6 +104,7 @@ class StreamWorker:
         self._join_lock = asyncio.Lock()
         self._periods_lock = asyncio.Lock()
         self._positions: dict[Any, int] = {}
+        self._in_flight = 0  # steps (and ticks) under way: state is reloaded only between them
         self._warned_misrouted = False
         self._build()
 
@@ -146,11 +148,15 @@ class StreamWorker:
         async def agent(stream: Any) -> None:
             try:
                 async for batch in stream.take_events(agents.batch_max, agents.batch_within_seconds):
-                    for part in _steps(await self._ready(batch), agents.step_max_bytes):
-                        start = time.perf_counter()
-                        now = now_us()
-                        self.joiner.last_input_us = now
-                        handled = await step(part, now)
+                    for part in _steps(batch, agents.step_max_bytes):
+                        events = await self._hold(part)
+                        try:
+                            start = time.perf_counter()
+                            now = now_us()
+                            self.joiner.last_input_us = now
+                            handled = await step(events, now) if events else 0
+                        finally:
+                            self._in_flight -= 1
                         self.stats.events_in += handled
                         m.BATCH_SECONDS.labels(name).observe(time.perf_counter() - start)
                         m.BATCH_EVENTS.labels(name).observe(handled)
@@ -177,22 +183,34 @@ class StreamWorker:
     async def _on_recovered(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self._recovered = True
 
-    async def _ready(self, events: list[Any]) -> list[Any]:
-        """Wait for the state of the current assignment, then drop events of partitions given away.
+    async def _hold(self, events: list[Any]) -> list[Any]:
+        """Wait for the state of the current assignment and start a step: the events it may take.
 
         A batch buffered before a rebalance can reach the agent after it; events of partitions
-        now held by another worker were not committed here, so that worker processes them.
+        now held by another worker were not committed here, so that worker processes them. The
+        caller ends the step by decrementing ``_in_flight``: state is reloaded after a rebalance
+        only once no step is in flight, since a step that straddled it would otherwise write to the
+        tables behind the back of the freshly loaded state.
         """
         while not self._ensure_loaded():
             await asyncio.sleep(0.05)
+        self._in_flight += 1
         held = self.app.consumer.assignment()
         return [e for e in events if e.message.tp in held]
+
+    def _apply(self, table: Any, source: str, writes: list[Write]) -> None:
+        """Write to ``table`` what belongs to partitions still held (a rebalance may have come)."""
+        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == source}
+        kept = [w for w in writes if w[0] in held]
+        if len(kept) < len(writes):
+            log.info("%d table writes for partitions given away meanwhile dropped", len(writes) - len(kept))
+        apply_writes(table, source, kept)
 
     def _ensure_loaded(self) -> bool:
         """Load the handlers' working state from the recovered tables (once per assignment)."""
         if self._loaded:
             return True
-        if not self._recovered:
+        if not self._recovered or self._in_flight:
             return False
         # Faust pauses every stream while more than 100 table writes wait to be produced; one batch
         # writes up to a few per event, so allow a few batches' worth before that back-pressure.
@@ -311,7 +329,7 @@ class StreamWorker:
                     "gives their symbol: produce trades with it (tradeloop_worker_misrouted_total)", out.misrouted,
                 )  # fmt: skip
         await self._deliver(sends + self._dead(out.dead))
-        apply_writes(self.market_table, self.full[TRADES], out.writes)
+        self._apply(self.market_table, self.full[TRADES], out.writes)
         handled = out.accepted + out.redelivered + len(out.dead)
         m.EVENTS_IN.labels(TRADES).inc(handled)
         return handled
@@ -350,7 +368,7 @@ class StreamWorker:
             m.JOIN_RESULTS.labels(result).inc(count)
         self.stats.experiences += len(out.experiences)
         await self._deliver(sends + also + self._dead(out.dead))
-        apply_writes(self.join_table, self.full[SIGNALS], out.writes)
+        self._apply(self.join_table, self.full[SIGNALS], out.writes)
 
     async def _periods_step(self, events: list[Any], now: int) -> int:
         async with self._periods_lock:
@@ -362,18 +380,22 @@ class StreamWorker:
                             writes: list[Any]) -> None:  # fmt: skip
         m.PERIODS.inc(len(periods))
         await self._deliver(self._encode(ALLOCATION_PERIODS, periods) + self._dead(dead))
-        apply_writes(self.periods_table, self.full[PERIODS_INPUT], writes)
+        self._apply(self.periods_table, self.full[PERIODS_INPUT], writes)
 
     async def _tick(self) -> None:
         """Wall-clock work: idle expiry, features-lagging resolutions, idle periods, lag gauges."""
         if not self._ensure_loaded():
             return
-        now = now_us()
-        async with self._join_lock:
-            await self._emit_join(self.joiner.tick(now), [])
-        async with self._periods_lock:
-            out = self.periods.tick(now)
-            await self._emit_periods(out.periods, out.dead, out.writes)
+        self._in_flight += 1
+        try:
+            now = now_us()
+            async with self._join_lock:
+                await self._emit_join(self.joiner.tick(now), [])
+            async with self._periods_lock:
+                out = self.periods.tick(now)
+                await self._emit_periods(out.periods, out.dead, out.writes)
+        finally:
+            self._in_flight -= 1
         self._update_lag()
         if time.monotonic() >= self._next_pending_count:
             # A scan of every join entry (hundreds of thousands in a long run): once per heartbeat.

@@ -74,10 +74,13 @@ class EngineClient:
     dropped silently. A record that does not fit its schema raises in the call that made it.
     """
 
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client_id: str | None = None, producer_config: Mapping[str, Any] | None = None
+    ) -> None:
+        """A client with ``settings``; ``producer_config`` overrides librdkafka producer properties."""
         self.settings = settings
         self.client_id = client_id or f"engine-{new_event_id()[:8]}"
-        self._producer = EventProducer(settings, self.client_id)
+        self._producer = EventProducer(settings, self.client_id, config=producer_config)
         self._batcher = EventBatcher(self._producer, settings.batching, self._partition_count)
         # Sizing requests go out at once: the engine is waiting on the answer.
         self._requests = EventProducer(settings, f"{self.client_id}-requests", config={"linger.ms": 0})

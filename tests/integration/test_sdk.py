@@ -193,3 +193,17 @@ def test_flush_reports_an_unreachable_broker_instead_of_hanging(tmp_path) -> Non
     with pytest.raises(DeliveryError):
         producer.flush(5.0)
     assert time.monotonic() - started < 6.0
+
+
+def test_engine_flush_reports_batched_events_a_dead_broker_never_took(tmp_path) -> None:
+    """Batched events keep the promise: acknowledged, or DeliveryError naming the events."""
+    from streams.broker import free_port
+
+    dead = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", metrics_enabled=False)
+    engine = EngineClient(dead, client_id="lonely-engine", producer_config={"message.timeout.ms": 1500})
+    started = time.monotonic()
+    for i in range(10):
+        engine.trade(f"S{i}", price=1.0, size=1.0, side="BUY")
+    assert time.monotonic() - started < 6.0, "a dead broker must not block the engine for long"
+    with pytest.raises(DeliveryError, match="events"):
+        engine.flush(5.0)
