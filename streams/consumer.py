@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
+from streams.batches import to_rows
 from streams.codec import Codec
 from streams.errors import BrokerError
 from streams.kafka import consumer_config
@@ -85,8 +86,18 @@ class EventConsumer:
         return good
 
     def decode(self, message: Message) -> dict[str, Any]:
-        """The record in ``message``. Raises SchemaDecodeError on bad bytes."""
+        """The single-event record in ``message``. Raises SchemaDecodeError on bad bytes."""
         return self.codec.decode(self.logical(message.topic() or ""), message.value() or b"")
+
+    def events(self, message: Message) -> list[dict[str, Any]]:
+        """The events in ``message``: one for a single-event record, all of a batch record's.
+
+        Raises:
+            SchemaDecodeError: bad bytes. BatchShapeError: a batch whose arrays do not line up.
+        """
+        topic = self.logical(message.topic() or "")
+        record, batched = self.codec.decode_any(topic, message.value() or b"")
+        return to_rows(topic, record) if batched else [record]
 
     def commit(self, message: Message | None = None) -> None:
         """Synchronously commit the current position (or the offset after ``message``)."""

@@ -17,7 +17,7 @@ from tests.unit.agents.scenario import build, expected, scenario_settings
 pytestmark = pytest.mark.integration
 
 
-def run_once(settings: Settings, events: list, n_experiences: int, log: Path) -> tuple[dict, dict]:
+def run_once(settings: Settings, events: list, n_experiences: int, n_snapshots: int, log: Path) -> tuple[dict, dict]:
     """Produce ``events`` (all before the worker starts), run a worker, return (experiences, snapshots)."""
     create_topics(settings)
     produce_events(settings, events)
@@ -39,7 +39,8 @@ def run_once(settings: Settings, events: list, n_experiences: int, log: Path) ->
                 snapshots[record["event_id"]] = message.value() or b""
 
     try:
-        wait_for(lambda: len(experiences) >= n_experiences, 120, "experiences", poll, worker)
+        wait_for(lambda: len(experiences) >= n_experiences and len(snapshots) >= n_snapshots, 120,
+                 "every experience and snapshot", poll, worker)  # fmt: skip
     finally:
         consumer.close()
         worker.stop()
@@ -51,13 +52,14 @@ def test_replay_into_a_fresh_prefix_reproduces_every_byte(settings: Settings, tm
     sc = build(n_signals=48, seed=21)
     # Live-like order: trades, signals and outcomes interleaved by time in one stream of events.
     events = sorted(sc.trades + sc.joins, key=lambda e: e[2]["ts"]) + sc.late
-    n_experiences = len(expected(sc, scenario_settings()).encoded())
+    want = expected(sc, scenario_settings())
+    n_experiences, n_snapshots = len(want.encoded()), len(want.snapshots)
     runs = []
     for run in range(2):
         prefix = f"r{uuid.uuid4().hex[:8]}."
         agents = scenario_settings(app_id=f"{prefix}agents")
         copy = settings.model_copy(update={"topic_prefix": prefix, "agents": agents})
-        runs.append(run_once(copy, events, n_experiences, log=tmp_path / f"worker-{run}.log"))
+        runs.append(run_once(copy, events, n_experiences, n_snapshots, log=tmp_path / f"worker-{run}.log"))
     (exp_a, snap_a), (exp_b, snap_b) = runs
     assert exp_a == exp_b
     assert snap_a == snap_b and len(snap_a) > 800

@@ -447,7 +447,7 @@ def exercise_every_client(settings: Settings) -> None:
         symbols: set[str] = set()
         deadline = time.monotonic() + 15
         while symbols != {"BTC", "ETH"} and time.monotonic() < deadline:
-            symbols.update(consumer.decode(m)["symbol"] for m in consumer.poll_batch(10, 0.2))
+            symbols.update(e["symbol"] for m in consumer.poll_batch(10, 0.2) for e in consumer.events(m))
     assert symbols == {"BTC", "ETH"}
     _faust_client_produces(settings)
 

@@ -22,6 +22,7 @@ class Harness:
         self.table: dict[bytes, bytes] = {}
         self.experiences: list[tuple[str, dict[str, Any]]] = []
         self.values: dict[tuple[str, int], bytes] = {}
+        self.snapshots: list[tuple[str, dict[str, Any]]] = []
         self.dead: list[Any] = []
         self.now = NOW
         self.trade_no = 0

@@ -119,10 +119,13 @@ def coordinates(key: str, record: dict[str, Any], partitions: int) -> tuple[int,
 
 
 def expected(sc: Scenario, settings: AgentSettings, partitions: int = 3) -> Harness:
-    """Run the scenario through the pure handlers, with the partitions the producer would pick."""
+    """Run the scenario through the pure handlers, with the partitions the producer would pick.
+
+    The market's snapshots are kept in ``harness.snapshots``.
+    """
     h = Harness(settings, partitions)
     msgs = [h.msg("trades", r, partition_of(k, partitions)) for _, k, r in sc.trades]
-    h.market.handle(msgs, h.now)
+    h.snapshots = h.market.handle(msgs, h.now).snapshots
     batch = [h.msg(t, r, *coordinates(k, r, partitions), key=k.encode()) for t, k, r in sc.joins + sc.late]
     for start in range(0, len(batch), 50):
         h.join(batch[start : start + 50])
