@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.settings import Settings
+from tradeloop.ui.output import echo_json
 
 __all__ = ["register"]
 
@@ -119,6 +120,10 @@ def train(
         raise typer.Exit(3)
 
 
+_ITERATION_NUMBERS = ("return_mean", "policy_loss", "vf_loss", "entropy", "kl", "grad_norm", "explained_var",
+                      "dead_units", "mean_multiplier")  # fmt: skip
+
+
 @train_app.command("log")
 def log(
     ctx: typer.Context,
@@ -126,6 +131,7 @@ def log(
     export: Annotated[str | None, typer.Option(help="Export format: csv.")] = None,
     out: Annotated[Path, typer.Option(help="Export path.")] = Path("trainlog.csv"),
     last: Annotated[int, typer.Option(help="Runs to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show the training log (runs and their iterations), or export it with ``--export csv``."""
     from trainers.trainlog import TrainLog
@@ -139,20 +145,25 @@ def log(
         rows = trainlog.export_csv(out, run)
         console.print(f"{rows} iterations written to {out}")
         return
-    runs = Table("run", "status", "mode", "reason", "rows", "version", "gate", "published", title="runs")
-    for r in trainlog.runs(last):
-        gate = "-" if r["gate_passed"] is None else ("passed" if r["gate_passed"] else "rejected")
-        runs.add_row(r["run_id"], r["status"], r["mode"], (r["reason"] or "")[:50], str(r["rows"]),
-                     r["version"] or "-", gate, "yes" if r["published"] else "no")  # fmt: skip
-    console.print(runs)
+    runs = trainlog.runs(last)
     chosen = run or next((r["run_id"] for r in trainlog.runs(1)), None)
+    iterations = [] if chosen is None else trainlog.iterations(chosen)
+    if as_json:
+        for it in iterations:
+            it["checks"] = json.loads(it["checks"])
+        echo_json({"runs": runs, "iterations_of": chosen, "iterations": iterations})
+        return
+    table = Table("run", "status", "mode", "reason", "rows", "version", "gate", "published", title="runs")
+    for r in runs:
+        gate = "-" if r["gate_passed"] is None else ("passed" if r["gate_passed"] else "rejected")
+        table.add_row(r["run_id"], r["status"], r["mode"], (r["reason"] or "")[:50], str(r["rows"]),
+                      r["version"] or "-", gate, "yes" if r["published"] else "no")  # fmt: skip
+    console.print(table)
     if chosen is None:
         return
-    numbers = ("return_mean", "policy_loss", "vf_loss", "entropy", "kl", "grad_norm", "explained_var",
-               "dead_units", "mean_multiplier")  # fmt: skip
-    iters = Table("it", *numbers, "checks", title=f"iterations of {chosen}")
-    for i in trainlog.iterations(chosen):
-        values = ["-" if i[k] is None else f"{i[k]:.4g}" for k in numbers]
+    iters = Table("it", *_ITERATION_NUMBERS, "checks", title=f"iterations of {chosen}")
+    for i in iterations:
+        values = ["-" if i[k] is None else f"{i[k]:.4g}" for k in _ITERATION_NUMBERS]
         iters.add_row(str(i["iteration"]), *values, ", ".join(json.loads(i["checks"])) or "ok")
     console.print(iters)
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker
@@ -24,6 +23,7 @@ from streams.settings import Settings
 from streams.status_collect import BusReader, BusState, settings_warnings
 from tradeloop.commands.health import default_actions
 from tradeloop.supervisor import Supervisor
+from tradeloop.ui.panel import BeatRow, ModelRow, PanelData, ProcessRow, SizerView, TopicRow, render_panel
 from tradeloop.uplift import UpliftTracker
 
 __all__ = ["register"]
@@ -53,40 +53,46 @@ class _Rates:
         return totals
 
 
-def _short(mapping: dict[str, Any], limit: int = 4) -> str:
-    items = list(mapping.items())[:limit]
-    return ", ".join(f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
-
-
-def _panel(
+def _panel_data(
+    settings: Settings,
     totals: dict[str, int],
     rates: dict[str, float],
     supervisor: Supervisor,
     state: BusState | None,
     uplift: dict[str, Any],
     started: float,
-) -> Group:
-    topics = Table("topic", "records", "events/s", title=f"tradeloop up - {time.monotonic() - started:,.0f}s")
-    for name, total in totals.items():
-        topics.add_row(name, f"{total:,}", f"{rates.get(name, 0.0):,.0f}")
-    children = Table("process", "state", "pid", "restarts", "log")
-    for child in supervisor.children:
-        alive = "[green]running[/green]" if child.alive else "[red]exited[/red]"
-        pid = str(child.process.pid) if child.process else "-"
-        children.add_row(child.name, alive, pid, str(child.restarts), str(child.log_path))
-    beats = Table("component", "status", "age", "gauges", "info", title="heartbeats")
-    for beat in sorted(state.beats.values(), key=lambda b: b.component) if state else []:
-        age = f"{max(0.0, time.time() - beat.ts):.0f}s"
-        beats.add_row(beat.component, beat.status, age, _short(dict(beat.gauges)), _short(dict(beat.info)))
-    models = Table("model", "version", "reason", title="models published")
-    for model in state.models[-5:] if state else []:
-        models.add_row(model[2].model, model[2].version, model[2].reason)
-    live = (
-        f"live uplift of the served sizer over fixed size: {uplift['live_uplift']:+.4f} unit P&L "
-        f"over {uplift['decisions_with_model']:,} model decisions "
-        f"(model {uplift['model_pnl_units']:+.4f} vs fixed {uplift['fixed_size_pnl_units']:+.4f})"
+) -> PanelData:
+    now = time.time()
+    processes = [
+        ProcessRow(
+            c.name, c.process.pid if c.process else None, "running" if c.alive else "exited", c.restarts
+        )
+        for c in supervisor.children
+    ]
+    beats = [
+        BeatRow(b.component, b.component_id, b.status, max(0.0, now - b.ts), dict(b.gauges), dict(b.info))
+        for b in (state.beats.values() if state else ())
+    ]
+    serving: dict[str, str] = {}
+    for beat in beats:
+        if beat.component == "inference":
+            serving.update({k: v for k, v in beat.info.items() if k in ("sizer", "allocator")})
+    return PanelData(
+        elapsed_seconds=time.monotonic() - started,
+        bootstrap=settings.bootstrap,
+        log_dir=str(supervisor.log_dir),
+        topics=[TopicRow(name, total, rates.get(name, 0.0)) for name, total in totals.items()],
+        processes=processes,
+        beats=beats,
+        published=[ModelRow(m[2].model, m[2].version, m[2].reason) for m in (state.models if state else [])],
+        serving=serving,
+        sizer=SizerView(
+            int(uplift["decisions_with_model"]),
+            float(uplift["live_uplift"]),
+            float(uplift["model_pnl_units"]),
+            float(uplift["fixed_size_pnl_units"]),
+        ),
     )
-    return Group(topics, children, beats, models, live)
 
 
 def up(
@@ -153,7 +159,7 @@ def up(
         tracker = UpliftTracker(settings)
         rates = _Rates(reader)
         next_state = 0.0
-        with Live(console=console, refresh_per_second=1) as live:
+        with Live(console=console, refresh_per_second=1, vertical_overflow="crop") as live:
             while not stop.is_set():
                 if duration is not None and time.monotonic() - started >= duration:
                     break
@@ -162,7 +168,13 @@ def up(
                 if time.monotonic() >= next_state:
                     state = reader.read_state(deadline_seconds=3.0)
                     next_state = time.monotonic() + 3.0
-                live.update(_panel(totals, rates.rates, supervisor, state, tracker.state.summary(), started))
+                live.update(
+                    render_panel(
+                        _panel_data(
+                            settings, totals, rates.rates, supervisor, state, tracker.state.summary(), started
+                        )
+                    )
+                )
                 for child in supervisor.exited():
                     code = child.process.returncode if child.process else None
                     log.warning("%s exited with %s; see %s", child.name, code, child.log_path)
