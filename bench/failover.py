@@ -49,7 +49,7 @@ from streams.config.agents import AgentSettings
 from streams.consumer import EventConsumer
 from streams.kafka import admin_config, producer_config
 from streams.settings import Settings
-from tradeloop.supervisor import settings_env
+from tradeloop.ops.supervisor import settings_env
 
 console = Console()
 LOADED = re.compile(

@@ -4,7 +4,7 @@
 
 Starts the embedded broker on a free port (or uses ``--bootstrap``), creates the topics under a
 fresh prefix, and starts every registered component as its own process through
-:class:`tradeloop.supervisor.Supervisor`: the Faust stream worker (when ``tradeloop worker`` is
+:class:`tradeloop.ops.supervisor.Supervisor`: the Faust stream worker (when ``tradeloop worker`` is
 registered), the trainer and an inference worker. Once they publish heartbeats, the simulator runs
 paced at ``--speed`` for ``--seconds`` (x520 gives ~5,000 events/s with the default simulator
 settings: it makes ~9.6 events per simulated second). The worker turns the events into features and
@@ -42,10 +42,10 @@ from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.errors import BrokerError
 from streams.settings import Settings
-from streams.status_collect import BusReader
-from streams.status_model import INPUT_TOPICS
 from tradeloop.commands import COMMAND_MODULES
-from tradeloop.supervisor import Supervisor
+from tradeloop.ops.status_collect import BusReader
+from tradeloop.ops.status_model import INPUT_TOPICS
+from tradeloop.ops.supervisor import Supervisor
 
 TARGET_EVENTS_PER_S = 5_000.0
 # Growth of the last window's peak over the first's that still counts as a plateau.

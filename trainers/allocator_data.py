@@ -29,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from streams.clock import now_us
+from streams.datadir import DataDir
 from trainers.allocator_env import N_MARKET, N_PORTFOLIO, N_REGIME, observation
 from trainers.sqlite_store import SqliteStore, WriteResult
 
@@ -78,7 +79,7 @@ class AllocationStore(SqliteStore):
     """
 
     SCHEMA = _SCHEMA
-    FILENAME = "allocation_periods.sqlite"
+    FILENAME = DataDir.PERIODS
     WHAT = "allocation store"
 
     def _insert(self, records: Sequence[Mapping[str, Any]]) -> tuple[WriteResult, dict[str, int]]:

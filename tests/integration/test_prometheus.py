@@ -26,8 +26,8 @@ import yaml
 
 from streams.broker import free_port
 from streams.settings import Settings
-from streams.status import CHECKS
-from tradeloop.supervisor import settings_env
+from tradeloop.ops.status import CHECKS
+from tradeloop.ops.supervisor import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ run_simulation(Settings(), speed="x50", duration=90, progress=False)
 HEALTH = """
 import signal, threading
 from streams.config.health import HealthSettings
-from streams.health import run_health_monitor
+from tradeloop.ops.health import run_health_monitor
 from streams.metrics import serve_metrics
 from streams.settings import Settings
 settings = Settings()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.lifetime import StopDeadline, kill_group_leftovers, on_stop_signals
 from streams.settings import Settings
 from tradeloop.ui.output import echo_json
 
@@ -44,24 +45,33 @@ def trainer(
 ) -> None:
     """Run the learning loop: ingest experiences, retrain on triggers, gate and publish models.
 
-    Ctrl-C or SIGTERM stops it; a run in progress resumes from its checkpoint next time.
+    Ctrl-C, SIGTERM or SIGHUP stops it (within TRADELOOP_STOP_GRACE_SECONDS); a run in progress
+    resumes from its checkpoint next time.
     """
     from trainers.loop import TrainerLoop
     from trainers.rllib_ppo import ensure_ray, shutdown_ray
 
     settings = _with_ray(ctx.obj, ray_address)
     stop = threading.Event()
-    # ray.init installs SIGTERM handlers of its own (sys.exit in Python, and a stack-trace-and-abort
-    # in its C++ core: exit -6 under `tradeloop up`). Start Ray first, then take SIGTERM back so
-    # that it only asks the loop to stop; the loop finishes its iteration, flushes and says goodbye.
-    ensure_ray(settings.trainer)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = StopDeadline(settings.stop_grace_seconds)
+    on_stop_signals(stop.set, deadline)
+    # Ray's C++ core would turn a SIGTERM that arrives while it starts into a stack trace and an
+    # abort (exit -6 under `tradeloop up`); its Python handler raises SystemExit, caught below.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
-        TrainerLoop(settings).run(stop, max_runs=max_runs)
-    except KeyboardInterrupt:
-        stop.set()
+        try:
+            ensure_ray(settings.trainer)
+        except SystemExit:  # Ray's handler of a stop signal while it started: a stop like any other
+            stop.set()
+        # Take the stop signals back from Ray, so that they only ask the loop to stop: it finishes
+        # its iteration, flushes and says goodbye within stop_grace_seconds, or the deadline exits
+        # the process (Ray's processes die with it).
+        on_stop_signals(stop.set, deadline)
+        if not stop.is_set():
+            TrainerLoop(settings).run(stop, max_runs=max_runs)
     finally:
         shutdown_ray()
+        kill_group_leftovers()  # Ray's agents whose raylet went first (when this process leads its group)
 
 
 @train_app.callback()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
 
+from streams.lifetime import DeadlineEventLoop, StopDeadline
 from streams.settings import Settings
 
 __all__ = ["register"]
@@ -14,10 +17,14 @@ def worker(ctx: typer.Context) -> None:
 
     Reads trades, signals and outcomes; writes features, price-moves, experiences, allocation
     periods and dead letters. Tune it with TRADELOOP_AGENTS__* (e.g. TRADELOOP_AGENTS__STORE=rocksdb).
+    It exits within TRADELOOP_STOP_GRACE_SECONDS of SIGTERM, finished or not.
     """
     from agents.worker import run  # imported here: Faust is heavy and other commands do not need it
 
     settings: Settings = ctx.obj
+    # Faust installs its own signal handlers on the event loop; this loop bounds how long the
+    # shutdown they start may take (Faust's consumer waits on requests to an unreachable broker).
+    asyncio.set_event_loop(DeadlineEventLoop(StopDeadline(settings.stop_grace_seconds)))
     code = run(settings)
     if code:
         raise typer.Exit(code)

@@ -182,8 +182,17 @@ def _figures(component: str, gauges: Mapping[str, float], width: int = 64) -> st
 def _processes(processes: Sequence[ProcessRow], beats: Sequence[BeatRow]) -> Table:
     """One row per process: supervisor state, restarts, newest heartbeat, key gauges."""
     table = _table("processes")
-    for name in ("process", "pid", "state", "restarts", "beat", "status"):
-        table.add_column(name, no_wrap=True)
+    # Every column keeps its width; only the figures give way in a narrow terminal.
+    widest = max((len(p.state) for p in processes), default=5)
+    for name, width in (
+        ("process", 9),
+        ("pid", 7),
+        ("state", widest),
+        ("restarts", 8),
+        ("beat", 10),
+        ("status", 8),
+    ):
+        table.add_column(name, no_wrap=True, min_width=width)
     table.add_column("figures", no_wrap=True, overflow="ellipsis", max_width=66)
     newest: dict[str, BeatRow] = {}
     for row in beats:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tradeloop.uplift import LiveUplift
+from tradeloop.ops.uplift import LiveUplift
 
 
 def _signal(sid: str, action: float, version: str | None) -> dict:
