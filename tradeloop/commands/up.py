@@ -21,7 +21,17 @@ from rich.live import Live
 from streams.lifetime import StopDeadline, on_stop_signals
 from streams.settings import Settings
 from tradeloop.ops.up import UpOptions, UpRun
-from tradeloop.ui.panel import BeatRow, ModelRow, PanelData, ProcessRow, SizerView, TopicRow, render_panel
+from tradeloop.ops.uplift import LiveUplift, WeightsUplift
+from tradeloop.ui.panel import (
+    AllocatorView,
+    BeatRow,
+    ModelRow,
+    PanelData,
+    ProcessRow,
+    SizerView,
+    TopicRow,
+    render_panel,
+)
 
 __all__ = ["panel_data", "register"]
 
@@ -44,8 +54,7 @@ def panel_data(run: UpRun) -> PanelData:
     for beat in beats:
         if beat.component == "inference" and beat.status != "STOPPING":
             serving.update({k: v for k, v in beat.info.items() if k in ("sizer", "allocator")})
-    rates = run.rates
-    uplift = run.tracker.state if run.tracker is not None else None
+    rates, tracker = run.rates, run.tracker
     return PanelData(
         elapsed_seconds=run.elapsed,
         bootstrap=run.settings.bootstrap,
@@ -55,11 +64,21 @@ def panel_data(run: UpRun) -> PanelData:
         beats=beats,
         published=[ModelRow(m.model, m.version, m.reason) for _, _, m in (state.models if state else [])],
         serving=serving,
-        sizer=SizerView(uplift.decisions_with_model, uplift.uplift, uplift.model_pnl, uplift.fixed_pnl)
-        if uplift is not None
-        else SizerView(),
+        sizer=_sizer(tracker.state) if tracker is not None else SizerView(),
+        allocator=_allocator(tracker.weights) if tracker is not None else AllocatorView(),
         events=run.events,
     )
+
+
+def _sizer(live: LiveUplift) -> SizerView:
+    return SizerView(live.decisions_with_model, live.uplift, live.model_pnl, live.fixed_pnl)
+
+
+def _allocator(live: WeightsUplift) -> AllocatorView:
+    return AllocatorView(
+        weights_updates=live.updates, model_version=live.model_version, weights=live.latest,
+        fallback_reason=live.fallback_reason, periods=live.periods, uplift_vs_equal=live.uplift,
+    )  # fmt: skip
 
 
 def up(
@@ -92,6 +111,7 @@ def up(
     with Live(console=console, refresh_per_second=1, vertical_overflow="crop", transient=False) as live:
         result = run.run(lambda current: live.update(render_panel(panel_data(current))))
     summary = result.summary
+    console.line()  # the panel's last frame stays above the summary
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")

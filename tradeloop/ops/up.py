@@ -4,7 +4,9 @@
 starts the stream worker, the trainer, an inference worker and the simulator under one
 :class:`~tradeloop.ops.supervisor.Supervisor` and the health monitor in a thread, then once a
 second applies the supervisor's restart policy, samples the bus and hands itself to a callback
-(the live panel). It ends when ``duration`` passes or ``stop`` is set (the command sets it on
+(the live panel). The allocation period and the weights interval are paced for the simulator's
+speed (:mod:`tradeloop.ops.pace`), so the allocator trains and serves within the run. It ends
+when ``duration`` passes or ``stop`` is set (the command sets it on
 SIGTERM, SIGINT and SIGHUP), and **fails** (non-empty :attr:`UpResult.failures`, exit code 1) when:
 
 * a :class:`~streams.errors.TradeloopError` (or a Kafka client error) stops it, e.g. the broker's
@@ -43,6 +45,7 @@ from streams.metrics import serve_metrics
 from streams.settings import Settings
 from tradeloop.ops.actions import default_actions
 from tradeloop.ops.health import run_health_monitor
+from tradeloop.ops.pace import up_settings
 from tradeloop.ops.status_collect import BusReader, BusState, settings_warnings
 from tradeloop.ops.supervisor import Supervisor
 from tradeloop.ops.uplift import UpliftTracker
@@ -103,7 +106,7 @@ class UpRun:
     """One ``tradeloop up``: its broker, supervisor, health monitor and the readers of the panel."""
 
     def __init__(self, settings: Settings, options: UpOptions, stop: threading.Event) -> None:
-        self.settings = settings
+        self.settings = settings = up_settings(settings, options.speed)
         self.options = options
         self.stop = stop
         self.layout = DataDir(settings.data_dir)
@@ -144,6 +147,11 @@ class UpRun:
     def _start(self) -> None:
         for warning in settings_warnings(self.settings):  # e.g. the development signing key
             log.warning(warning)
+        log.info(
+            "paced for %s: allocation periods of %.0f s event time, strategy weights every %.1f s",
+            self.options.speed, self.settings.agents.allocation_period_seconds,
+            self.settings.inference.weights_interval_seconds,
+        )  # fmt: skip
         if self.settings.embedded_broker:
             self.broker = EmbeddedBroker(
                 port=self.settings.broker_port,
@@ -243,11 +251,13 @@ class UpRun:
             self._monitor.join(self.settings.stop_grace_seconds)
         facts["seconds"] = round(self.elapsed, 1)
         if self.tracker is not None:
-            facts.update(self.tracker.state.summary())
+            facts.update(self.tracker.summary())
             self.tracker.close()
         if self.state is not None:
             published = [m[2] for m in self.state.models]
             facts["models_published"] = len(published)
+            for model in ("sizer", "allocator"):
+                facts[f"{model}_published"] = sum(m.model == model for m in published)
             facts["model_versions"] = [f"{m.model}:{m.version}" for m in published]
             facts["serving"] = {
                 beat.component_id: dict(beat.info)
