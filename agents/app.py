@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
         broker_commit_interval=agents.commit_interval_seconds,
         broker_max_poll_records=agents.batch_max,
+        consumer_max_fetch_size=agents.max_fetch_bytes,
         stream_buffer_maxsize=max(4 * agents.batch_max, 4096),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,

@@ -29,9 +29,11 @@ class DeadLetter:
         partition: source partition.
         offset: source offset.
         key: original key bytes.
-        raw: original value bytes, unchanged.
+        raw: original value bytes, unchanged; for one event of a batch record, that event alone
+            encoded with its single-event schema.
         reason: machine-readable code, e.g. ``non_finite`` or ``duplicate``.
         error: human-readable detail.
+        batch_index: the event's index in its batch record; None for a whole record.
     """
 
     stage: str
@@ -42,10 +44,12 @@ class DeadLetter:
     raw: bytes
     reason: str
     error: str
+    batch_index: int | None = None
 
     def record(self, component: str, now: int) -> dict[str, Any]:
         """The DeadLetter Avro record; ``now`` (microseconds) is when it was rejected."""
-        name = f"{self.topic}/{self.partition}/{self.offset}/{self.stage}/{self.reason}"
+        where = f"{self.offset}" if self.batch_index is None else f"{self.offset}[{self.batch_index}]"
+        name = f"{self.topic}/{self.partition}/{where}/{self.stage}/{self.reason}"
         return {
             "event_id": uuid.uuid5(DEAD_LETTER_NAMESPACE, name).hex,
             "ts": now,
@@ -58,4 +62,5 @@ class DeadLetter:
             "raw": self.raw,
             "reason": self.reason,
             "error": self.error,
+            "batch_index": self.batch_index,
         }

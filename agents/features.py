@@ -48,6 +48,15 @@ RSI_BARS: Final = 14
 ATR_BARS: Final = 14
 
 _INDEX: Final = {name: i for i, name in enumerate(STREAM_FEATURES)}
+# The order FeatureState.evaluate builds its values in: it must be the spec's.
+_EVALUATED: Final = (
+    "ret_1m", "ret_5m", "ret_30m", "rv_1m", "rv_5m", "rv_30m", "rv_ratio_1m_30m", "ema_fast_dev",
+    "ema_slow_dev", "ema_cross", "rsi_14", "atr_14", "volume_z", "vwap_dev_5m", "vwap_dev_30m",
+    "intensity_1m", "intensity_5m", "buy_ratio_1m", "range_5m", "drawdown_30m", "price_z_30m",
+    "ret_autocorr_5m",
+)  # fmt: skip
+if _EVALUATED != STREAM_FEATURES:
+    raise ImportError("agents.features.evaluate() no longer follows streams.features.STREAM_FEATURES")
 
 
 def clamp_monotonic(ts: np.ndarray, last: int) -> np.ndarray:
@@ -67,10 +76,13 @@ def _ratio(num: float, den: float, default: float = 0.0) -> float:
 
 
 def _zscore(x: float, sample: np.ndarray) -> float:
-    if len(sample) < 2:
+    n = len(sample)
+    if n < 2:
         return 0.0
-    std = float(sample.std())
-    return (x - float(sample.mean())) / std if std > 0 else 0.0
+    mean = float(sample.sum()) / n
+    deviations = sample - mean
+    std = math.sqrt(float((deviations * deviations).sum()) / n)  # as ndarray.std(): population
+    return (x - mean) / std if std > 0 else 0.0
 
 
 class FeatureState:
@@ -185,47 +197,53 @@ class FeatureState:
         return math.sqrt(float(rows[ids > self.fine.head - buckets, R2].sum()))
 
     def evaluate(self) -> np.ndarray:
-        """The 22 stream features after the last trade added, in STREAM_FEATURES order."""
+        """The 22 stream features after the last trade added, in STREAM_FEATURES order.
+
+        Runs at every snapshot, so it takes each window's column sums in one numpy call per
+        window rather than one call per feature (numpy's per-call cost dominates these small arrays).
+        """
         p = self.last_price
         f_ids, f_rows = self.fine.ordered()
         c_ids, c_rows = self.coarse.ordered()
-        w1 = f_rows[f_ids > self.fine.head - W1_FINE]
-        w5, w30 = f_rows, c_rows
+        in_1m = f_ids > self.fine.head - W1_FINE
+        w1 = f_rows[in_1m]
+        s1, s5, s30 = w1.sum(axis=0), f_rows.sum(axis=0), c_rows.sum(axis=0)
+        before_1m = f_rows[~in_1m]
+        ref_1m = float(before_1m[-1, CLOSE]) if len(before_1m) else self.fine.carry
 
         def ret(ref: float, window: np.ndarray) -> float:
             base = ref if not math.isnan(ref) else float(window[0, OPEN])
             return math.log(p / base)
 
-        rv_1m = math.sqrt(float(w1[:, R2].sum()))
-        rv_5m = math.sqrt(float(w5[:, R2].sum()))
-        rv_30m = math.sqrt(float(w30[:, R2].sum()))
+        rv_1m, rv_5m, rv_30m = math.sqrt(float(s1[R2])), math.sqrt(float(s5[R2])), math.sqrt(float(s30[R2]))
         ema_fast, ema_slow = self.emas()
-        vol_1m = float(w1[:, VOLUME].sum())
-        values = {
-            "ret_1m": ret(self.ref_close(W1_FINE), w1),
-            "ret_5m": ret(self.fine.carry, w5),
-            "ret_30m": ret(self.coarse.carry, w30),
-            "rv_1m": rv_1m,
-            "rv_5m": rv_5m,
-            "rv_30m": rv_30m,
-            "rv_ratio_1m_30m": _ratio(rv_1m * math.sqrt(COARSE_N), rv_30m),
-            "ema_fast_dev": p / ema_fast - 1.0,
-            "ema_slow_dev": p / ema_slow - 1.0,
-            "ema_cross": ema_fast / ema_slow - 1.0,
-            "rsi_14": self._rsi(c_rows[:, CLOSE]),
-            "atr_14": self._atr(c_rows) / p,
-            "volume_z": _zscore(vol_1m, self._minute_volumes(c_ids, c_rows)),
-            "vwap_dev_5m": p / (float(w5[:, PV].sum()) / float(w5[:, VOLUME].sum())) - 1.0,
-            "vwap_dev_30m": p / (float(w30[:, PV].sum()) / float(w30[:, VOLUME].sum())) - 1.0,
-            "intensity_1m": float(w1[:, COUNT].sum()) / 60.0,
-            "intensity_5m": float(w5[:, COUNT].sum()) / 300.0,
-            "buy_ratio_1m": _ratio(float(w1[:, BUY_VOLUME].sum()), vol_1m, 0.5),
-            "range_5m": (float(w5[:, HIGH].max()) - float(w5[:, LOW].min())) / p,
-            "drawdown_30m": p / float(w30[:, HIGH].max()) - 1.0,
-            "price_z_30m": _zscore(p, c_rows[:, CLOSE]),
-            "ret_autocorr_5m": self._autocorr(f_rows[:, CLOSE]),
-        }
-        return np.array([values[name] for name in STREAM_FEATURES])
+        vol_1m = float(s1[VOLUME])
+        f_closes, c_closes = f_rows[:, CLOSE], c_rows[:, CLOSE]
+        values = (
+            ret(ref_1m, w1),  # ret_1m
+            ret(self.fine.carry, f_rows),  # ret_5m
+            ret(self.coarse.carry, c_rows),  # ret_30m
+            rv_1m,
+            rv_5m,
+            rv_30m,
+            _ratio(rv_1m * math.sqrt(COARSE_N), rv_30m),  # rv_ratio_1m_30m
+            p / ema_fast - 1.0,  # ema_fast_dev
+            p / ema_slow - 1.0,  # ema_slow_dev
+            ema_fast / ema_slow - 1.0,  # ema_cross
+            self._rsi(c_closes),
+            self._atr(c_rows) / p,
+            _zscore(vol_1m, self._minute_volumes(c_ids, c_rows)),  # volume_z
+            p / (float(s5[PV]) / float(s5[VOLUME])) - 1.0,  # vwap_dev_5m
+            p / (float(s30[PV]) / float(s30[VOLUME])) - 1.0,  # vwap_dev_30m
+            float(s1[COUNT]) / 60.0,  # intensity_1m
+            float(s5[COUNT]) / 300.0,  # intensity_5m
+            _ratio(float(s1[BUY_VOLUME]), vol_1m, 0.5),  # buy_ratio_1m
+            (float(f_rows[:, HIGH].max()) - float(f_rows[:, LOW].min())) / p,  # range_5m
+            p / float(c_rows[:, HIGH].max()) - 1.0,  # drawdown_30m
+            _zscore(p, c_closes),  # price_z_30m
+            self._autocorr(f_closes),  # ret_autocorr_5m
+        )
+        return np.array(values)
 
     @staticmethod
     def _rsi(closes: np.ndarray) -> float:

@@ -81,6 +81,12 @@ class Journal:
         self._keys[entity] = [key]
         return writes
 
+    def forget(self, entity: str) -> None:
+        """Drop ``entity`` from the journal (its partition went to another worker)."""
+        self._parts.pop(entity, None)
+        self._seq.pop(entity, None)
+        self._keys.pop(entity, None)
+
     @staticmethod
     def _records(items: Iterable[tuple[bytes, bytes]]) -> dict[str, list[tuple[int, bool, bytes, bytes]]]:
         found: dict[str, list[tuple[int, bool, bytes, bytes]]] = defaultdict(list)

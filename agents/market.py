@@ -1,14 +1,14 @@
 """The pure handler of the trades stream: validation, rolling features, price moves, snapshots.
 
-:meth:`Market.handle` takes a batch of consumed trade messages and returns everything the Faust
-agent (or the plain-loop benchmark) must do: snapshots and alerts to produce, dead letters, and
-the table writes that persist the new state. It also serves the join's point-in-time lookups
-(:meth:`Market.view`).
+:meth:`Market.handle` takes a batch of consumed trade records (single trades or batch records,
+:mod:`agents.inputs`) and returns everything the Faust agent (or the plain-loop benchmark) must
+do: snapshots and alerts to produce, dead letters, and the table writes that persist the new
+state. It also serves the join's point-in-time lookups (:meth:`Market.view`).
 
 Per symbol the state is a journal (:mod:`agents.journal`): one record per batch with the parts it
 changed (``core`` scalars as JSON, bucket rows ``F<id>``/``C<id>``, chunks of recent trade ids
-``D<i>``), so a crash never persists half a batch. Snapshots are separate keys
-``s:<trade count>:SYM``: they are immutable and rewriting one after a redelivery is harmless.
+``D<i>``, snapshots ``S<trade count>``), so a crash never persists half a batch, and a restore
+reads a few records per symbol however many trades and snapshots it saw.
 
 Example:
     >>> from streams.codec import Codec
@@ -30,8 +30,7 @@ import bisect
 import json
 import struct
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,9 +38,10 @@ import numpy as np
 
 from agents.deadletter import DeadLetter
 from agents.features import FeatureState, clamp_monotonic
+from agents.inputs import InputDecoder, TradeColumns
 from agents.journal import Journal, Write
 from agents.price_moves import MoveDetector
-from agents.validate import DUPLICATE, STAGE_DEDUP, Inbound, RecentIds, Validator
+from agents.validate import DUPLICATE, STAGE_DEDUP, Inbound, RecentIds
 from streams.codec import Codec
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
@@ -69,10 +69,11 @@ class MarketBatch:
     writes: list[Write] = field(default_factory=list)
     accepted: int = 0
     redelivered: int = 0
+    misrouted: int = 0
 
 
-def _key(kind: str, index: int | str, symbol: str) -> bytes:
-    return f"{kind}:{index}:{symbol}".encode()
+def _snap_part(trade_count: int) -> str:
+    return f"S{trade_count:012d}"
 
 
 class SymbolMarket:
@@ -88,6 +89,7 @@ class SymbolMarket:
         self.last_slot = -1
         self.snap_ts: list[int] = []
         self.snaps: list[Snapshot] = []
+        self.snap_changes: dict[str, bytes | None] = {}  # journal parts of new and expired snapshots
 
     @property
     def watermark(self) -> int:
@@ -119,9 +121,10 @@ class SymbolMarket:
 class Market:
     """Validation, features and price moves for every symbol of the trades stream."""
 
-    def __init__(self, settings: AgentSettings, codec: Codec) -> None:
+    def __init__(self, settings: AgentSettings, codec: Codec, partitions: int = 1) -> None:
         self.settings = settings
-        self.validator = Validator(codec, settings.max_future_seconds)
+        self.codec = codec
+        self.inputs = InputDecoder(codec, settings, partitions)
         self.interval_us = int(settings.snapshot_interval_seconds * 1_000_000)
         self.retention_us = int(settings.snapshot_retention_seconds * 1_000_000)
         self.symbols: dict[str, SymbolMarket] = {}
@@ -137,45 +140,58 @@ class Market:
         return found
 
     def handle(self, messages: Iterable[Inbound], now: int) -> MarketBatch:
-        """Process a batch of trade messages in arrival order.
+        """Process a batch of trade records (single or batch records) in arrival order.
 
         Args:
-            messages: consumed trade messages.
+            messages: consumed trade records.
             now: wall clock in microseconds (only for the future-timestamp check).
         """
-        out = MarketBatch()
-        columns: dict[str, list[tuple[int, float, float, float]]] = defaultdict(list)
-        touched: dict[str, SymbolMarket] = {}
-        for msg in messages:
-            checked = self.validator.check(msg, now)
-            if isinstance(checked, DeadLetter):
-                out.dead.append(checked)
+        trades, dead = self.inputs.trades(messages, now)
+        out = MarketBatch(dead=dead, misrouted=trades.misrouted)
+        groups: dict[str, list[int]] = {}
+        for i, symbol in enumerate(trades.symbol):
+            groups.setdefault(symbol, []).append(i)
+        touched: list[SymbolMarket] = []
+        for symbol, rows in groups.items():
+            sm = self._symbol(symbol)
+            fresh = self._fresh(sm, trades, np.array(rows), out)
+            if fresh is None:
                 continue
-            sm = self._symbol(checked["symbol"])
-            if msg.offset <= sm.offsets.get(msg.partition, -1):
-                out.redelivered += 1  # already applied before a restart: the state has it
-                continue
-            sm.offsets[msg.partition] = msg.offset
-            sm.partition = msg.partition
-            touched[sm.symbol] = sm
-            if not sm.ids.add(checked["event_id"]):
-                out.dead.append(msg.reject(STAGE_DEDUP, DUPLICATE, f"event_id {checked['event_id']} seen"))
-                continue
-            columns[sm.symbol].append(
-                (checked["ts"], checked["price"], checked["size"], 1.0 if checked["side"] == "BUY" else 0.0)
-            )
-            out.accepted += 1
-        for symbol, rows in columns.items():
-            self._update(self.symbols[symbol], rows, out)
-        for sm in touched.values():
+            touched.append(sm)
+            if len(fresh):
+                self._update(sm, trades, fresh, out)
+                out.accepted += len(fresh)
+        for sm in touched:
             out.writes.extend(self._writes(sm))
         return out
 
-    def _update(
-        self, sm: SymbolMarket, rows: list[tuple[int, float, float, float]], out: MarketBatch
-    ) -> None:
-        raw = np.array(rows)
-        ts = clamp_monotonic(raw[:, 0].astype(np.int64), sm.features.last_ts)
+    def _fresh(self, sm: SymbolMarket, trades: TradeColumns, rows: np.ndarray, out: MarketBatch) -> np.ndarray | None:
+        """The rows not applied before (by record offset) and not duplicates (by event id).
+
+        None when every row is a redelivery: the state already has them and nothing changes.
+        """
+        partitions, offsets = trades.partition[rows], trades.offset[rows]
+        keep = np.ones(len(rows), dtype=bool)
+        for p in np.unique(partitions).tolist():
+            here = partitions == p
+            last = sm.offsets.get(p, -1)
+            keep &= ~(here & (offsets <= last))  # the records of a batch share their offset
+            sm.offsets[p] = max(last, int(offsets[here].max()))
+        out.redelivered += int(len(rows) - keep.sum())
+        if not keep.any():
+            return None
+        sm.partition = int(partitions[keep][-1])
+        fresh = []
+        for i in rows[keep].tolist():
+            if sm.ids.add(trades.event_id[i]):
+                fresh.append(i)
+            else:
+                error = f"event_id {trades.event_id[i]} seen"
+                out.dead.append(trades.reject(i, self.codec, STAGE_DEDUP, DUPLICATE, error))
+        return np.array(fresh, dtype=np.int64)
+
+    def _update(self, sm: SymbolMarket, trades: TradeColumns, rows: np.ndarray, out: MarketBatch) -> None:
+        ts = clamp_monotonic(trades.ts[rows], sm.features.last_ts)
         if self.interval_us > 0:
             slots = ts // self.interval_us
             emit = slots != np.concatenate(([sm.last_slot], slots[:-1]))
@@ -190,16 +206,18 @@ class Market:
             sm.snap_ts.append(snap.ts)
             sm.snaps.append(snap)
             out.snapshots.append((sm.symbol, self.snapshot_record(sm.symbol, snap)))
-            out.writes.append((sm.partition, _key("s", f"{count:012d}", sm.symbol), self._pack(snap)))
+            sm.snap_changes[_snap_part(count)] = self._pack(snap)
             for move in sm.moves.check(sm.symbol, sm.features, values):
                 out.moves.append((sm.symbol, move))
 
-        sm.features.update(ts, raw[:, 1].copy(), raw[:, 2].copy(), raw[:, 3].copy(), emit, on_emit)
+        sm.features.update(ts, trades.price[rows], trades.size[rows], trades.buy[rows], emit, on_emit)
         horizon = sm.features.last_ts - self.retention_us
-        while len(sm.snaps) > 1 and sm.snaps[0].ts < horizon:
-            old = sm.snaps.pop(0)
-            sm.snap_ts.pop(0)
-            out.writes.append((sm.partition, _key("s", f"{old.trade_count:012d}", sm.symbol), None))
+        expired = 0
+        while expired < len(sm.snaps) - 1 and sm.snaps[expired].ts < horizon:
+            sm.snap_changes[_snap_part(sm.snaps[expired].trade_count)] = None
+            expired += 1
+        if expired:
+            del sm.snaps[:expired], sm.snap_ts[:expired]
 
     @staticmethod
     def snapshot_record(symbol: str, snap: Snapshot) -> dict[str, Any]:
@@ -224,21 +242,26 @@ class Market:
             parts.update({f"{kind}{b}": None for b in sorted(gone)})
             parts.update({f"{kind}{b}": data for b, data in rows.items()})
         parts.update({f"D{i}": data for i, data in sm.ids.dirty_chunks().items()})
+        parts.update(sm.snap_changes)
+        sm.snap_changes = {}
         parts["core"] = sm.core()
         return self.journal.record(sm.partition, sm.symbol, parts)
 
-    def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """Rebuild every symbol from persisted keys (a table after changelog recovery)."""
+    def load(self, items: Iterable[tuple[bytes, bytes]], partitions: Collection[int] | None = None) -> None:
+        """Rebuild every symbol from persisted keys (a table after changelog recovery).
+
+        With ``partitions``, only symbols whose trades arrive on those partitions: a table can hold
+        keys of partitions this worker gave away, and their state is another worker's now.
+        """
         self.symbols.clear()
-        items = list(items)
-        snapshots: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
-        for key, value in items:
-            if key.startswith(b"s:"):
-                snapshots[key.decode().split(":", 2)[2]].append((key, value))
         for symbol, parts in self.journal.load(items).items():
-            sm = self._symbol(symbol)
+            sm = SymbolMarket(symbol, self.settings)
             sm.restore_core(parts["core"])
-            chunks = []
+            if partitions is not None and sm.partition not in partitions:
+                self.journal.forget(symbol)
+                continue
+            self.symbols[symbol] = sm
+            chunks, snapshots = [], []
             for name, value in parts.items():
                 if name[0] == "F":
                     sm.features.fine.restore_row(int(name[1:]), value)
@@ -246,11 +269,11 @@ class Market:
                     sm.features.coarse.restore_row(int(name[1:]), value)
                 elif name[0] == "D":
                     chunks.append((int(name[1:]), value))
+                elif name[0] == "S":
+                    snapshots.append((name, value))
             sm.ids.restore(sm.ids.count, chunks)
-            for _, value in sorted(snapshots.get(symbol, [])):
+            for _, value in sorted(snapshots):
                 ts, count = _SNAP_HEADER.unpack_from(value)
-                if count > sm.features.count:
-                    continue  # from a batch whose state was lost: it is recomputed on redelivery
                 values = np.frombuffer(value, dtype=np.float64, offset=_SNAP_HEADER.size).copy()
                 sm.snaps.append(Snapshot(ts, count, values))
                 sm.snap_ts.append(ts)

@@ -20,12 +20,14 @@ __all__ = [
     "EVENTS_IN",
     "EVENTS_OUT",
     "EXPERIENCES",
+    "FORWARDED",
     "JOIN_PENDING",
     "JOIN_RESULTS",
     "LAG",
     "MISROUTED",
     "PERIODS",
     "PRICE_MOVES",
+    "RECORDS_IN",
     "RECOVERY_SECONDS",
     "REDELIVERED",
     "SNAPSHOTS",
@@ -34,6 +36,11 @@ __all__ = [
 ]
 
 EVENTS_IN = Counter("tradeloop_worker_events_in_total", "Events consumed, by logical topic", ["topic"])
+RECORDS_IN = Counter(
+    "tradeloop_worker_records_in_total",
+    "Kafka records consumed, by logical topic (a batch record carries many events)",
+    ["topic"],
+)
 EVENTS_OUT = Counter("tradeloop_worker_events_out_total", "Records produced, by logical topic", ["topic"])
 DEAD_LETTERS = Counter(
     "tradeloop_worker_dead_letters_total", "Inputs sent to the dead-letter topic", ["stage", "reason"]
@@ -58,7 +65,14 @@ SNAPSHOTS = Counter("tradeloop_features_snapshots_total", "FeatureSnapshots emit
 PRICE_MOVES = Counter("tradeloop_price_moves_total", "Rapid price move alerts", ["kind"])
 EXPERIENCES = Counter("tradeloop_join_experiences_total", "Experiences emitted, by status", ["status"])
 JOIN_RESULTS = Counter(
-    "tradeloop_join_results_total", "Join outcomes: joined, expired, late, duplicate, orphan", ["result"]
+    "tradeloop_join_results_total",
+    "Join outcomes: joined, expired, late, duplicate, orphan, redelivered, side_mismatch (an outcome "
+    "whose return had the sign of the other side, corrected)",
+    ["result"],
+)
+FORWARDED = Counter(
+    "tradeloop_join_forwarded_total",
+    "Single signals and outcomes forwarded to their symbol's partition (keyed by signal id, the 0.1 keying)",
 )
 JOIN_PENDING = Gauge("tradeloop_join_pending", "Signals and outcomes waiting in the join")
 PERIODS = Counter("tradeloop_periods_total", "Allocation periods emitted")
@@ -71,9 +85,9 @@ BATCH_SECONDS = Histogram(
 )
 BATCH_EVENTS = Histogram(
     "tradeloop_worker_batch_events",
-    "Events per batch",
+    "Events per Faust batch (the events inside batch records counted one by one)",
     ["agent"],
-    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000),
+    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 20_000, 100_000),
 )
 
 

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import math
 import uuid
 from typing import Any, Final
@@ -42,6 +43,10 @@ _RV_1M: Final = STREAM_FEATURES.index("rv_1m")
 _RET_1M: Final = STREAM_FEATURES.index("ret_1m")
 
 
+def _start(alert: tuple[int, str, int]) -> int:
+    return alert[0]
+
+
 class MoveDetector:
     """Detector state of one symbol: volatility baseline, last alert per kind, recent alerts."""
 
@@ -49,6 +54,7 @@ class MoveDetector:
         self.settings = settings
         self.velocity_us = int(settings.velocity_window_seconds * 1_000_000)
         self.velocity_buckets = max(1, round(self.velocity_us / FINE_US))
+        self.longest_us = max(self.velocity_us, VOL_WINDOW_US)
         self.retention_us = int(settings.snapshot_retention_seconds * 1_000_000)
         self.baseline: float | None = None
         self.evaluations = 0
@@ -108,7 +114,15 @@ class MoveDetector:
 
     def premium_at(self, ts: int) -> bool:
         """True when a detected move of this symbol was under way at event time ``ts``."""
-        return any(start <= ts < start + window for start, _, window in self.recent)
+        # Alerts are remembered in event-time order; only those that started at or before ``ts``
+        # and less than the longest window earlier can cover it.
+        recent = self.recent
+        i = bisect.bisect_right(recent, ts, key=_start)
+        while i > 0 and recent[i - 1][0] > ts - self.longest_us:
+            i -= 1
+            if ts < recent[i][0] + recent[i][2]:
+                return True
+        return False
 
     def core(self) -> dict[str, Any]:
         return {

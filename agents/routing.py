@@ -1,20 +1,18 @@
-"""Routing signals and outcomes to the partition of their symbol's trades.
+"""Routing signals and outcomes that arrive away from their symbol's partition (the 0.1 keying).
 
-The join needs the market state of a signal's symbol, which lives with the trades of that symbol,
-while signals and outcomes are keyed by signal id. So the worker re-partitions them: every valid
-signal and outcome is forwarded, key and value unchanged, to an internal ``join-input`` topic on
-the partition Kafka's default partitioner gives the symbol. Faust assigns partition *p* of every input
-topic with equal partition counts to the same worker, so the join of partition *p* runs next to
-the market state of the trades of partition *p*, and two workers can share the partitions.
+The join needs the market state of a signal's symbol, which lives with that symbol's trades. Since
+0.2 engines key signals and outcomes by symbol, so they arrive on the symbol's partition and the
+join reads them there directly. A single record keyed by signal id (the 0.1 contract) usually
+lands elsewhere: the worker forwards it, key and value unchanged, to the internal ``join-input``
+topic on the partition Kafka's default partitioner gives its symbol, with a header naming its
+source (topic, partition, offset), so the join still recognises redeliveries and reports dead
+letters against the original record. Faust assigns partition *p* of every input topic with
+equal partition counts to the same worker, so any number of workers can share the partitions.
 
-This needs trades keyed by symbol with Kafka's default (murmur2) partitioner, as Java clients,
-Faust and our SDK (``partitioner=murmur2_random``) do; the worker counts trades that arrive on
-another partition. Each forwarded record names its source (topic, partition, offset) in a header,
-so the join still recognises redeliveries and reports dead letters against the original event.
+An event inside a batch record must already sit on its symbol's partition (the decoder
+dead-letters it otherwise), so only single records are ever forwarded.
 
 Example:
-    >>> partition_for(b"BTC-USD", 4), partition_for(b"ETH-USD", 4)
-    (1, 0)
     >>> Provenance.parse(Provenance("signals", 3, 17).header())
     Provenance(topic='signals', partition=3, offset=17)
 """
@@ -22,22 +20,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
-from aiokafka.partitioner import murmur2
+from agents.inputs import Event
+from streams.partitioning import KeyPartitioner
 
-from agents.deadletter import DeadLetter
-from agents.validate import Inbound, Validator
-
-__all__ = ["PROVENANCE_HEADER", "Forward", "Provenance", "RouteBatch", "Router", "partition_for"]
+__all__ = ["PROVENANCE_HEADER", "Forward", "Provenance", "Router"]
 
 PROVENANCE_HEADER: Final = "tradeloop-source"
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as the Java client) gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Provenance(NamedTuple):
@@ -69,33 +59,27 @@ class Forward(NamedTuple):
     """One record to send to the join-input topic."""
 
     partition: int  # the symbol's partition
-    key: bytes | None  # the original key (the signal id), so the join checks it as before
+    key: bytes | None  # the original key (the signal id)
     value: bytes
     ts: int
     provenance: Provenance
 
 
-@dataclass(slots=True)
-class RouteBatch:
-    forwards: list[Forward] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-
-
 class Router:
-    """Validates signals and outcomes and assigns each the partition of its symbol."""
+    """Splits valid signals and outcomes into those the join takes here and those to forward."""
 
-    def __init__(self, validator: Validator, partitions: int) -> None:
-        self.validator = validator
-        self.partitions = partitions
+    def __init__(self, partitions: int) -> None:
+        self.partition_of = KeyPartitioner(partitions)
 
-    def handle(self, messages: Iterable[Inbound], now: int) -> RouteBatch:
-        out = RouteBatch()
-        for msg in messages:
-            record: Any = self.validator.check(msg, now)
-            if isinstance(record, DeadLetter):
-                out.dead.append(record)
-                continue
-            partition = partition_for(record["symbol"].encode(), self.partitions)
-            source = Provenance(msg.topic, msg.partition, msg.offset)
-            out.forwards.append(Forward(partition, msg.key, msg.value, record["ts"], source))
-        return out
+    def split(self, events: Iterable[Event]) -> tuple[list[Event], list[Forward]]:
+        """(events on their symbol's partition, forwards of single records that are not)."""
+        here: list[Event] = []
+        forwards: list[Forward] = []
+        for event in events:
+            partition = self.partition_of(event.record["symbol"])
+            if event.route is not None or partition == event.partition or event.raw is None:
+                here.append(event)
+            else:
+                source = Provenance(event.topic, event.partition, event.offset)
+                forwards.append(Forward(partition, event.key, event.raw, event.record["ts"], source))
+        return here, forwards

@@ -93,7 +93,9 @@ _STRINGS: Final[dict[str, tuple[str, ...]]] = {
     SIGNALS: ("event_id", "signal_id", "strategy", "symbol"),
     OUTCOMES: ("event_id", "signal_id", "symbol", "strategy"),
 }
-_KEY_FIELD: Final = {TRADES: "symbol", SIGNALS: "signal_id", OUTCOMES: "signal_id"}
+# The fields a single record's key may equal: the symbol (co-partitioned with its trades); signals
+# and outcomes keyed by signal id (the 0.1 contract) are still accepted and routed by the worker.
+_KEY_FIELDS: Final = {TRADES: ("symbol",), SIGNALS: ("symbol", "signal_id"), OUTCOMES: ("symbol", "signal_id")}
 _NUMBERS: Final[dict[str, tuple[str, ...]]] = {
     TRADES: ("price", "size"),
     SIGNALS: ("price", "score", "horizon_seconds", "action"),
@@ -141,6 +143,22 @@ _RANGES: Final[dict[str, Callable[[Mapping[str, Any]], Problem | None]]] = {
 }
 
 
+def _range_suspects(topic: str, c: Mapping[str, Any], f: Callable[[str], np.ndarray]) -> np.ndarray:
+    """Rows of a batch that may fail the range checks of ``topic`` (column-wise ``_RANGES``)."""
+    if topic == TRADES:
+        return (f("price") <= 0) | (f("size") <= 0)  # type: ignore[no-any-return]
+    if topic == SIGNALS:
+        score = f("score")
+        bad_features = np.fromiter(
+            (not all(map(math.isfinite, x.values())) for x in c["features"]), bool, len(c["features"])
+        )
+        return (  # type: ignore[no-any-return]
+            (f("price") <= 0) | ~((score >= 0.0) & (score <= 1.0)) | (f("horizon_seconds") <= 0)
+            | (f("action") < 0) | bad_features
+        )  # fmt: skip
+    return (f("entry_price") <= 0) | (f("exit_price") <= 0) | (f("fees") < 0) | (f("size_multiplier") < 0)  # type: ignore[no-any-return]
+
+
 class Validator:
     """Decodes and checks trades, signals and outcomes (duplicates are the callers' job: see RecentIds).
 
@@ -153,14 +171,22 @@ class Validator:
         self.codec = codec
         self.max_future_us = int(max_future_seconds * 1_000_000)
 
-    def problem(self, topic: str, record: Mapping[str, Any], key: bytes | None, now: int) -> Problem | None:
-        """The first problem of a decoded ``record``, or None when it is valid."""
+    def problem(
+        self, topic: str, record: Mapping[str, Any], key: bytes | None, now: int, *, check_key: bool = True
+    ) -> Problem | None:
+        """The first problem of a decoded ``record``, or None when it is valid.
+
+        ``check_key`` is false for an event inside a batch record, whose key is the first event's.
+        """
         for name in _STRINGS[topic]:
             if not record[name]:
                 return MISSING_FIELD, f"{name} is empty"
-        key_field = _KEY_FIELD[topic]
-        if key is None or key.decode("utf-8", "replace") != record[key_field]:
-            return KEY_MISMATCH, f"key {key!r} is not the record's {key_field} {record[key_field]!r}"
+        if check_key:
+            fields = _KEY_FIELDS[topic]
+            text = None if key is None else key.decode("utf-8", "replace")
+            if text is None or all(text != record[f] for f in fields):
+                expected = " or ".join(f"{f} {record[f]!r}" for f in fields)
+                return KEY_MISMATCH, f"key {key!r} is not the record's {expected}"
         for name in _NUMBERS[topic]:
             if not math.isfinite(record[name]):
                 return NON_FINITE, f"{name} = {record[name]}"
@@ -170,6 +196,26 @@ class Validator:
         if ts > now + self.max_future_us:
             return FUTURE_TIMESTAMP, f"ts {ts} is {(ts - now) / 1e6:.0f}s ahead of the wall clock"
         return _RANGES[topic](record)
+
+    def suspects(self, topic: str, columns: Mapping[str, Any], now: int) -> np.ndarray:
+        """Rows of a decoded batch record that may have a problem, checked column by column.
+
+        Mirrors :meth:`problem` without the key check (a batch's key is its first event's): a row
+        left unflagged passes :meth:`problem`; a flagged row gets its exact reason from it.
+        """
+        n = len(columns["event_id"])
+
+        def floats(name: str) -> np.ndarray:
+            return np.asarray(columns[name], dtype=np.float64)
+
+        flagged = np.zeros(n, dtype=bool)
+        for name in _STRINGS[topic]:
+            flagged |= np.fromiter((not v for v in columns[name]), bool, n)
+        for name in _NUMBERS[topic]:
+            flagged |= ~np.isfinite(floats(name))
+        ts = np.asarray(columns["ts"], dtype=np.int64)
+        flagged |= (ts <= 0) | (ts > now + self.max_future_us)
+        return flagged | _range_suspects(topic, columns, floats)
 
     def check(self, msg: Inbound, now: int) -> dict[str, Any] | DeadLetter:
         """The decoded record of ``msg``, or the dead letter that says why it is unusable.

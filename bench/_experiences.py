@@ -98,9 +98,9 @@ def simulate(seed: int, n_signals: int) -> Backfill:
     outcomes: dict[str, dict[str, Any]] = {}
     for event in sim.backfill(n_signals):
         if event.topic == "signals":
-            signals[event.key] = event.record
+            signals[event.record["signal_id"]] = event.record
         elif event.topic == "outcomes":
-            outcomes[event.key] = event.record
+            outcomes[event.record["signal_id"]] = event.record
     records = [experience(sig, outcomes[sid]) for sid, sig in signals.items() if sid in outcomes]
     records.sort(key=lambda r: (r["ts"], r["signal_id"]))
     ids = [r["signal_id"] for r in records]

@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 from agents.features import FeatureState, clamp_monotonic
-from agents.periods import PortfolioState
+from agents.periods import Contribution, PortfolioState, market_of
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC, build_state
 from streams.simulator import SimConfig, Simulator
@@ -103,7 +103,7 @@ def simulate_periods(
         if event.topic == "trades":
             trades[event.key].append(event.record)
         elif event.topic == "signals":
-            signals[event.key] = event.record
+            signals[event.record["signal_id"]] = event.record
         else:
             outcomes.append(event.record)
     times: dict[str, list[int]] = defaultdict(list)
@@ -124,10 +124,8 @@ def simulate_periods(
             SIZER_SPEC, score=sig["score"], side=sig["side"], family=sig["family"],
             engine_features=sig["features"], stream_values=stream[sig["symbol"]].get(sig["ts"]),
         )  # fmt: skip
-        state.add(
-            {"strategy": outcome["strategy"], "return_unit": outcome["return_unit"],
-             "outcome_ts": outcome["ts"], "state": values, "premium": False}
-        )  # fmt: skip
+        state.add(Contribution(outcome["event_id"], outcome["strategy"], outcome["return_unit"], outcome["ts"],
+                               False, market_of(values)))  # fmt: skip
         start = outcome["ts"] // period_us * period_us
         expected[start][outcome["strategy"]] += sim.oracle(outcome["signal_id"])
         records.extend(state.close_until(state.wm))

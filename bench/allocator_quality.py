@@ -42,13 +42,14 @@ from bench._periods import simulate_periods
 from bench._report import report
 from streams.config.trainer import AllocatorTrainerSettings, TrainerSettings
 from streams.settings import Settings
-from trainers.allocator_data import AllocationStore, build_pairs, choose_strategies
-from trainers.allocator_env import softmax_weights
-from trainers.allocator_eval import inverse_vol_weights
-from trainers.allocator_export import OnnxAllocator
-from trainers.allocator_pipeline import MODEL, AllocatorPipeline
+from trainers.allocator.env import softmax_weights
+from trainers.allocator.evaluation import inverse_vol_weights
+from trainers.allocator.export import OnnxAllocator
+from trainers.allocator.pairs import build_pairs, choose_strategies
+from trainers.allocator.pipeline import MODEL, AllocatorPipeline
 from trainers.registry import ModelRegistry
-from trainers.trainlog import TrainLog
+from trainers.store.allocation import AllocationStore
+from trainers.store.trainlog import TrainLog
 
 TARGET = 0.6
 ORACLE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)

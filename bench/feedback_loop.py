@@ -3,7 +3,7 @@
     python bench/feedback_loop.py --json bench/results/feedback_loop.json
 
 Starts the embedded broker (or uses ``--bootstrap``), creates the topics under a fresh prefix,
-runs the trainer loop (:class:`trainers.loop.TrainerLoop`) in this process with default settings
+runs the trainer loop (:class:`trainers.run.loop.TrainerLoop`) in this process with default settings
 except ``min_new_experiences`` = the batch size (so the trigger fires on this batch), and one
 inference worker as a separate process (``python -m agents.inference.worker``, as in production
 and as ``bench/model_propagation.py`` starts them, canary off; a worker's first model serves
@@ -52,8 +52,8 @@ from streams.manifest import verify_update
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, MODEL_UPDATES
-from trainers.loop import TrainerLoop
-from trainers.replay import ReplayStore
+from trainers.run.loop import TrainerLoop
+from trainers.store.replay import ReplayStore
 
 log = logging.getLogger("bench.feedback_loop")
 

@@ -38,11 +38,11 @@ import numpy as np
 from bench._experiences import simulate
 from bench._report import report
 from streams.settings import Settings
-from trainers.export import OnnxSizer
-from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.trainlog import TrainLog
+from trainers.sizer.export import OnnxSizer
+from trainers.sizer.pipeline import SizerPipeline
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 TARGET = 0.8
 ORACLE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -75,7 +75,7 @@ def one_seed(seed: int, n_signals: int, overrides: dict[str, Any]) -> dict[str, 
         with ReplayStore.open(settings.data_dir) as store:
             store.write(records)
             registry = ModelRegistry(settings.data_dir)
-            pipeline = TrainingPipeline(
+            pipeline = SizerPipeline(
                 settings, store, registry, TrainLog.open(settings.data_dir), progress=False
             )
             started = time.monotonic()

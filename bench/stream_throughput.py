@@ -1,14 +1,22 @@
-"""Stream throughput: trades through validation + features in the Faust worker vs a plain loop; joins/s.
+"""Stream throughput: the Faust worker against a bare Faust agent and a plain loop, in one run.
 
-Both sides do the same work with the same pure handler (:class:`agents.market.Market`): consume
-raw trade bytes, decode and validate them, update the rolling features, produce snapshots, price
-moves and dead letters. The plain loop is one confluent-kafka consume-compute-produce loop in this
-process; the worker is ``python -m agents.worker`` in a child process, timed from the outside
-through its Prometheus counters (first trade seen -> every trade's batch delivered). Then signals
-and outcomes go through the worker's join and joins/s is timed the same way.
+Measured against one embedded broker, each figure timed from the first event processed to the last:
 
-    python bench/stream_throughput.py --json bench-stream.json
-    python bench/stream_throughput.py --profile /tmp/worker.spy   # py-spy samples of the worker
+* ``features_events_per_s``: trades through validation + features in the worker
+  (``python -m agents.worker``, a child process, timed from outside through its Prometheus
+  counters), the trades produced through the engine SDK's default batching.
+* ``plain_loop_events_per_s``: the same batch records, the same handler (:class:`agents.market.Market`),
+  in one confluent-kafka consume-compute-produce loop in this process; ``ratio_to_plain_loop``.
+* ``bare_faust_records_per_s``: a faust-streaming agent that only counts single-trade records
+  (``bench/_bare_faust.py``), on the worker's event loop; ``single_record_events_per_s``: the worker
+  fed those single-trade records (an engine that does not batch); ``single_record_ratio_to_bare``.
+* ``joins_per_s``: batched signals and outcomes through the worker's join (COMPLETE experiences/s);
+  ``join_handler_us``: CPU time per join of the pure join handler in this process (decode +
+  validate + join + experience encoding and sealing), no Kafka; ``join_step_us`` adds routing and
+  the period records.
+* with ``--loops asyncio,uvloop`` (the default) the single-record worker runs on both event loops.
+
+    python bench/stream_throughput.py --json bench/results/stream_throughput.json
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,18 +32,26 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as `python bench/stream_throughput.py`: the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from agents.inputs import InputDecoder
 from agents.join import Joiner
 from agents.market import Market
+from agents.periods import period_inputs
+from agents.routing import Router
 from agents.validate import Inbound
+from agents.worker import tune_gc
+from bench._report import report
 from streams.admin import create_topics
+from streams.batches import to_columns
+from streams.batching import EventBatcher
 from streams.broker import EmbeddedBroker, free_port
 from streams.codec import Codec
 from streams.config.agents import AgentSettings
@@ -44,76 +59,71 @@ from streams.consumer import EventConsumer
 from streams.features import ENGINE_FEATURES
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER, FEATURES, PRICE_MOVES, TRADES
+from streams.topics import DEAD_LETTER, FEATURES, OUTCOMES, PRICE_MOVES, SIGNALS, TRADES
+from tradeloop.ops.supervisor import settings_env
 
 console = Console()
 T0 = 1_767_225_600_000_000
+Event = tuple[str, str, dict[str, Any]]
 
 
-def trade_bytes(
-    codec: Codec, n: int, symbols: int, per_second: float, seed: int = 1
-) -> list[tuple[str, bytes]]:
-    """``n`` encoded trades over ``symbols`` symbols, each trading ``per_second`` times per second."""
+def trades(n: int, symbols: int, per_second: float, seed: int = 1) -> list[Event]:
+    """``n`` trades over ``symbols`` symbols, each trading ``per_second`` times per second of event time."""
     rng = np.random.default_rng(seed)
     names = [f"SYM{i}" for i in range(symbols)]
     step = int(1_000_000 / per_second)
-    prices = {s: 100.0 for s in names}
-    out = []
+    moves = np.exp(rng.normal(0, 0.0005, n))
+    sizes = rng.uniform(0.1, 2.0, n)
+    jitter = rng.integers(0, step, n)
+    prices = dict.fromkeys(names, 100.0)
+    out: list[Event] = []
     for i in range(n):
         symbol = names[i % symbols]
-        prices[symbol] *= float(np.exp(rng.normal(0, 0.0005)))
-        record = {
-            "event_id": f"t{i}", "ts": T0 + (i // symbols) * step + int(rng.integers(0, step)), "symbol": symbol,
-            "price": prices[symbol], "size": float(rng.uniform(0.1, 2.0)), "side": "BUY" if i % 3 else "SELL",
-        }  # fmt: skip
-        out.append((symbol, codec.encode(TRADES, record)))
+        prices[symbol] *= float(moves[i])
+        out.append((TRADES, symbol, {
+            "event_id": f"t{i}", "ts": T0 + (i // symbols) * step + int(jitter[i]), "symbol": symbol,
+            "price": prices[symbol], "size": float(sizes[i]), "side": "BUY" if i % 3 else "SELL",
+        }))  # fmt: skip
     return out
 
 
-def join_events(n: int, symbols: int, span_us: int) -> list[tuple[str, str, dict[str, Any]]]:
-    events: list[tuple[str, str, dict[str, Any]]] = []
+def joins(n: int, symbols: int, span_us: int) -> list[Event]:
+    """``n`` signal/outcome pairs inside the traded span, keyed by symbol, in event-time order."""
+    signals: list[Event] = []
+    outcomes: list[Event] = []
     for i in range(n):
-        ts = T0 + span_us // 5 + (3 * span_us // 5) * i // n  # inside the traded span, in order
-        sid = f"bench-{i}"
-        symbol = f"SYM{i % symbols}"
-        events.append(("signals", sid, {
+        ts = T0 + span_us // 5 + (3 * span_us // 5) * i // n
+        sid, symbol = f"bench-{i}", f"SYM{i % symbols}"
+        signals.append((SIGNALS, symbol, {
             "event_id": f"s{i}", "ts": ts, "signal_id": sid, "strategy": f"st{i % 4}", "family": "momentum",
             "portfolio": "main", "symbol": symbol, "side": "BUY", "price": 100.0, "score": 0.5,
             "features": dict.fromkeys(ENGINE_FEATURES, 0.1), "horizon_seconds": 60.0, "action": 1.0,
             "model_version": None,
         }))  # fmt: skip
-        events.append(("outcomes", sid, {
+        outcomes.append((OUTCOMES, symbol, {
             "event_id": f"o{i}", "ts": ts + 10_000_000, "signal_id": sid, "symbol": symbol, "strategy": f"st{i % 4}",
-            "entry_price": 100.0, "exit_price": 100.5, "size_multiplier": 1.0, "return_unit": 0.005, "pnl": 0.5,
-            "fees": 0.0, "exit_reason": "TIME",
+            "entry_price": 100.0, "exit_price": 100.5, "size_multiplier": 1.0, "return_unit": 0.005, "pnl": 5.0,
+            "fees": 0.0, "exit_reason": "TIME", "side": "BUY",
         }))  # fmt: skip
-    return events
+    return signals + outcomes
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The TRADELOOP_* variables that rebuild ``settings`` in the worker process."""
-    env = {
-        "TRADELOOP_KAFKA_BOOTSTRAP": settings.bootstrap, "TRADELOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "TRADELOOP_PARTITIONS": str(settings.partitions), "TRADELOOP_DATA_DIR": str(settings.data_dir),
-        "TRADELOOP_METRICS_PORT": str(settings.metrics_port), "TRADELOOP_LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    for name, value in settings.agents.model_dump().items():
-        env[f"TRADELOOP_AGENTS__{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    return env
-
-
-def produce_raw(settings: Settings, items: list[tuple[str, bytes]]) -> None:
+def produce(settings: Settings, events: list[Event], batched: bool) -> None:
+    """Through the SDK's batcher with its default settings, or one record per event."""
     with EventProducer(settings, "bench-engine", config={"linger.ms": 20}) as producer:
-        for key, value in items:
-            producer.send_raw(TRADES, key, value)
+        batcher = EventBatcher(producer, settings.batching, producer.partitions)
+        for topic, key, record in events:
+            if batched:
+                batcher.add(topic, key, record)
+            else:
+                producer.send(topic, key, record)
+        batcher.close(120)
 
 
 def plain_loop(settings: Settings, n: int) -> float:
-    """Events/s of one confluent-kafka loop doing what the features agent does."""
+    """Events/s of one confluent-kafka loop doing what the features agent does, same handler."""
     codec = Codec.from_settings(settings)
-    market = Market(settings.agents, codec)
+    market = Market(settings.agents, codec, settings.partitions)
     consumer = EventConsumer(settings, f"bench-plain-{uuid.uuid4().hex[:6]}", config={"fetch.min.bytes": 1})
     consumer.assign_all([TRADES])
     producer = EventProducer(settings, "bench-plain-out", codec=codec, config={"linger.ms": 20})
@@ -134,29 +144,56 @@ def plain_loop(settings: Settings, n: int) -> float:
             producer.send(PRICE_MOVES, symbol, record)
         for letter in out.dead:
             producer.send(DEAD_LETTER, letter.key, letter.record("bench", time.time_ns() // 1000))
-        seen += len(messages)
+        seen += out.accepted + out.redelivered + len(out.dead)
     producer.flush(60)
     elapsed = time.perf_counter() - start
     consumer.close()
     return n / elapsed
 
 
-def handler_joins(settings: Settings, trades: list[tuple[str, bytes]], events: list) -> float:
-    """Joins/s of the pure join handler in this process (no Kafka): the ceiling the worker could reach."""
+def join_handler_us(
+    settings: Settings, trade_events: list[Event], join_events: list[Event], runs: int = 3
+) -> tuple[float, float]:
+    """CPU microseconds per join without Kafka, on batch records as produced: (handler, whole step).
+
+    The handler is what 0.1's figure measured: decode, validate, join, and encode the experience
+    (sealed with its hash, here). The whole step adds routing and the period records. Each is the
+    best of ``runs`` passes with a fresh join over the same market state (the join only reads it):
+    the least disturbed pass on a shared machine. Runs with the worker's garbage-collector settings
+    (:func:`agents.worker.tune_gc`).
+    """
+    tune_gc()
     codec = Codec.from_settings(settings)
-    market = Market(settings.agents, codec)
+    market = Market(settings.agents, codec, 1)
     now = time.time_ns() // 1000
-    market.handle([Inbound(TRADES, "t", 0, i, k.encode(), v) for i, (k, v) in enumerate(trades)], now)
-    joiner = Joiner(settings.agents, codec, market)
-    messages = [Inbound(t, t, 0, i, k.encode(), codec.encode(t, r)) for i, (t, k, r) in enumerate(events)]
-    start = time.perf_counter()
-    joined = 0
-    for first in range(0, len(messages), settings.agents.batch_max):
-        out = joiner.handle(messages[first : first + settings.agents.batch_max], now)
-        joined += sum(1 for _, r in out.experiences if r["status"] == "COMPLETE")
-        for _, record in out.experiences:  # the worker encodes every experience too
-            codec.encode("experiences", record)
-    return joined / (time.perf_counter() - start)
+    trade_records = [r for _, _, r in trade_events]
+    market.handle([Inbound(TRADES, "t", 0, i, b"", codec.encode_batch(TRADES, to_columns(TRADES, trade_records[i : i + 500])))
+                   for i in range(0, len(trade_records), 500)], now)  # fmt: skip
+    size = settings.batching.max_events
+    messages = []
+    for topic in (SIGNALS, OUTCOMES):
+        records = [r for t, _, r in join_events if t == topic]
+        messages += [Inbound(topic, topic, 0, i, b"", codec.encode_batch(topic, to_columns(topic, records[i : i + size])))
+                     for i in range(0, len(records), size)]  # fmt: skip
+    # Signals and outcomes interleaved batch by batch, as a live stream brings them.
+    half = len(messages) // 2
+    ordered = [m for pair in zip(messages[:half], messages[half:], strict=False) for m in pair]
+    best = {True: float("inf"), False: float("inf")}
+    for whole in (False, True) * runs:
+        decoder, router = InputDecoder(codec, settings.agents, 1), Router(1)
+        joiner = Joiner(settings.agents, codec, market)
+        start = time.process_time()  # CPU time: the handler is single-threaded, other processes do not count
+        joined = 0
+        for first in range(0, len(ordered), 4):
+            events, _ = decoder.events(ordered[first : first + 4], now)
+            if whole:
+                events, _ = router.split(events)
+            out = joiner.handle(events, now)
+            if whole:
+                period_inputs(e.record for e in out.experiences)
+            joined += sum(1 for e in out.experiences if e.record["status"] == "COMPLETE")
+        best[whole] = min(best[whole], (time.process_time() - start) / max(1, joined) * 1e6)
+    return best[False], best[True]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -172,8 +209,8 @@ def scrape(port: int) -> dict[str, float]:
 def wait_rate(port: int, counter: str, target: float, timeout: float, proc: subprocess.Popen) -> float:
     """Rate of ``counter`` from its first non-zero scrape to the scrape where it reaches ``target``.
 
-    Scrapes every half second only: serving /metrics takes the worker's GIL, and scraping every
-    few milliseconds measurably slowed the worker it was measuring.
+    Scrapes once a second only: rendering /metrics takes the worker's GIL, which a bare agent
+    does not pay.
     """
     first: tuple[float, float] | None = None
     deadline = time.monotonic() + timeout
@@ -183,135 +220,179 @@ def wait_rate(port: int, counter: str, target: float, timeout: float, proc: subp
         try:
             value = scrape(port).get(counter, 0.0)
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.25)
             continue
         now = time.perf_counter()
         if first is None and value > 0:
             first = (now, value)
         elif first is not None and value >= target:
             return (value - first[1]) / (now - first[0])
-        time.sleep(0.5)
+        time.sleep(1.0 if first is not None else 0.1)
     raise SystemExit(f"timed out waiting for {counter} >= {target}")
 
 
-def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
-    """Inclusive share of the worker's main-thread samples per function, from py-spy's raw output."""
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if not frames or "MainThread" not in frames[0]:
-            continue
-        n = int(count)
-        total += n
-        for frame in set(frames[1:]):
-            inclusive[frame] += n
-    return [(frame, n / total) for frame, n in inclusive.most_common(top)] if total else []
+class Worker:
+    """One ``python -m agents.worker`` child on its own topic prefix and metrics port."""
+
+    def __init__(self, settings: Settings, workdir: Path, name: str, profile: Path | None = None) -> None:
+        self.settings = settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
+        env.update(settings_env(settings))
+        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "agents.worker"]
+        if profile is not None:  # py-spy's raw samples of the whole run, for summarize_profile
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-f", "raw", "-r", "100", "-o", str(profile / f"{name}.spy"), "--", *command]
+        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def rate(self, counter: str, target: float, timeout: float = 600) -> float:
+        assert self.settings.metrics_port is not None
+        return wait_rate(self.settings.metrics_port, counter, target, timeout, self.proc)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT; the worker stops too
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def bare_faust(bootstrap: str, topic: str, n: int, loop: str) -> dict[str, Any]:
+    script = Path(__file__).with_name("_bare_faust.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--bootstrap", bootstrap, "--topic", topic, "--expect", str(n), "--loop", loop,
+         "--fetch-bytes", str(AgentSettings().max_fetch_bytes), "--batch", str(AgentSettings().batch_max)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    # Faust may route the child's stdout through its logging: take the JSON from the line.
+    output = (done.stdout or "") + "\n" + (done.stderr or "")
+    lines = [line[line.index("{\"records\"") :] for line in output.splitlines() if "{\"records\"" in line]
+    if not lines:
+        raise SystemExit(f"bare Faust agent failed: {(done.stderr or done.stdout)[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--trades", type=int, default=100_000)
-    parser.add_argument("--joins", type=int, default=5_000)
-    parser.add_argument("--symbols", type=int, default=4)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trades", type=int, default=200_000, help="batched trades through the worker")
+    parser.add_argument("--single", type=int, default=100_000, help="single-record trades (bare Faust, worker)")
+    parser.add_argument("--joins", type=int, default=20_000)
+    parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--trades-per-second", type=float, default=50.0, help="event-time rate per symbol")
-    parser.add_argument(
-        "--bootstrap", default="", help="an existing Kafka; default starts the embedded broker"
-    )
+    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops for the single-record runs")
+    parser.add_argument("--rounds", type=int, default=2, help="bare agent and single-record worker, best of N")
+    parser.add_argument("--bootstrap", default="", help="an existing Kafka; default starts the embedded broker")
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument(
-        "--profile", type=Path, help="record the worker with py-spy (raw samples) to this file"
-    )
+    parser.add_argument("--profile", type=Path, help="record each worker with py-spy into this directory")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    loops = [loop for loop in args.loops.split(",") if loop]
 
-    broker = None
-    if not args.bootstrap:
-        broker = EmbeddedBroker(port=free_port()).start()
+    broker = None if args.bootstrap else EmbeddedBroker(port=free_port()).start()
     bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
     run = uuid.uuid4().hex[:6]
-    agents = AgentSettings(app_id=f"bench-{run}")
     workdir = Path(tempfile.mkdtemp(prefix=f"tradeloop-bench-{run}-"))
-    faust_settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bf{run}.", metrics_port=free_port(),
-                              data_dir=workdir / "data", agents=agents)  # fmt: skip
-    plain_settings = faust_settings.model_copy(update={"topic_prefix": f"bp{run}."})
-    try:
-        codec = Codec.from_settings(faust_settings)
-        trades = trade_bytes(codec, args.trades, args.symbols, args.trades_per_second)
-        with console.status(f"producing {2 * args.trades:,} trades"):
-            for s in (faust_settings, plain_settings):
-                create_topics(s)
-                produce_raw(s, trades)
-        with console.status("plain confluent-kafka loop"):
-            plain = plain_loop(plain_settings, args.trades)
-        console.print(f"plain loop: {plain:,.0f} events/s")
-        span = (args.trades // args.symbols) * int(1_000_000 / args.trades_per_second)
-        joined = join_events(args.joins, args.symbols, span)
-        with console.status("pure join handler"):
-            pure_joins = handler_joins(faust_settings, trades, joined)
-        console.print(f"pure join handler: {pure_joins:,.0f} joins/s")
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
-        env.update(settings_env(faust_settings))
-        command = [sys.executable, "-m", "agents.worker"]
-        if args.profile:
-            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-            command = [spy, "record", "-f", "raw", "-r", "100", "-t", "-o", str(args.profile), "--", *command]
-        log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - closed after the run
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        port = faust_settings.metrics_port
-        assert port is not None
+    def prefixed(name: str, **agents: Any) -> Settings:
+        return Settings(
+            kafka_bootstrap=bootstrap, topic_prefix=f"{name}{run}.", metrics_port=free_port(), log_level="WARNING",
+            data_dir=workdir / name, agents=AgentSettings(app_id=f"bench-{name}-{run}", **agents),
+        )  # fmt: skip
+
+    try:
+        trade_events = trades(args.trades, args.symbols, args.trades_per_second)
+        span = (args.trades // args.symbols) * int(1_000_000 / args.trades_per_second)
+        join_events = joins(args.joins, args.symbols, span)
+        single_events = trade_events[: args.single]
+        args.single = len(single_events)  # no more than there are trades
+        batched, plain, bare = prefixed("bw"), prefixed("bp"), prefixed("bb")
+        singles = {loop: prefixed(f"bs{loop[:2]}", event_loop=loop) for loop in loops}
+        with console.status("producing"):
+            for target in (batched, plain, bare, *singles.values()):
+                create_topics(target)
+            produce(batched, trade_events, batched=True)
+            produce(plain, trade_events, batched=True)
+            produce(bare, single_events, batched=False)
+            for target in singles.values():
+                produce(target, single_events, batched=False)
+
+        with console.status("pure join handler"):
+            handler_us, step_us = join_handler_us(batched, trade_events, join_events)
+        console.print(f"pure join handler: {handler_us:.1f} us per join ({step_us:.1f} with routing and periods)")
+        with console.status("plain confluent-kafka loop"):
+            plain_rate = plain_loop(plain, args.trades)
+        console.print(f"plain loop: {plain_rate:,.0f} events/s")
+        bares: dict[str, dict[str, Any]] = {}
+        for _ in range(args.rounds):  # a fresh group each time reads the topic from the start
+            for loop in loops:
+                with console.status(f"bare Faust agent ({loop})"):
+                    got = bare_faust(bootstrap, bare.topic(TRADES), args.single, loop)
+                console.print(f"bare Faust agent ({loop}): {got['records_per_s']:,.0f} records/s")
+                if got["records_per_s"] > bares.get(loop, {}).get("records_per_s", 0.0):
+                    bares[loop] = got
+
+        worker = Worker(batched, workdir, "worker-batched", args.profile)
         try:
-            with console.status("Faust worker: trades"):
-                done = 'tradeloop_worker_batch_events_sum{agent="features"}'
-                features = wait_rate(port, done, args.trades, 600, proc)
-            console.print(f"Faust worker: {features:,.0f} events/s")
-            with EventProducer(faust_settings, "bench-joins", config={"linger.ms": 20}) as producer:
-                for topic, key, record in joined:
-                    producer.send(topic, key, record)
+            with console.status("Faust worker: batched trades"):
+                features = worker.rate('tradeloop_worker_events_in_total{topic="trades"}', args.trades)
+            console.print(f"worker, batched trades: {features:,.0f} events/s")
+            produce(batched, join_events, batched=True)
             with console.status("Faust worker: joins"):
-                joins = wait_rate(
-                    port, 'tradeloop_join_experiences_total{status="COMPLETE"}', args.joins, 600, proc
-                )
+                joins_rate = worker.rate('tradeloop_join_experiences_total{status="COMPLETE"}', args.joins)
+            console.print(f"worker joins: {joins_rate:,.0f}/s")
         finally:
-            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
-            proc.wait(60)
-            log.close()
-        result = {
+            worker.stop()
+        single_rates: dict[str, float] = {}
+        for round_ in range(args.rounds):
+            for loop, target in singles.items():
+                # A fresh consumer group (app id) each round reads the topic from the start.
+                fresh = target.model_copy(update={
+                    "agents": target.agents.model_copy(update={"app_id": f"{target.agents.app_id}-{round_}"}),
+                    "data_dir": target.data_dir / str(round_),
+                })  # fmt: skip
+                worker = Worker(fresh, workdir, f"worker-single-{loop}-{round_}", args.profile)
+                try:
+                    with console.status(f"Faust worker: single-record trades ({loop})"):
+                        got = worker.rate('tradeloop_worker_events_in_total{topic="trades"}', args.single)
+                finally:
+                    worker.stop()
+                console.print(f"worker, single-record trades ({loop}): {got:,.0f} events/s")
+                single_rates[loop] = max(single_rates.get(loop, 0.0), got)
+
+        loop = AgentSettings().event_loop if AgentSettings().event_loop in loops else loops[-1]
+        result: dict[str, Any] = {
             "features_events_per_s": round(features, 1),
-            "plain_loop_events_per_s": round(plain, 1),
-            "ratio_to_plain_loop": round(features / plain, 4),
-            "joins_per_s": round(joins, 1),
-            "pure_join_handler_joins_per_s": round(pure_joins, 1),
-            "trades": args.trades,
-            "joins": args.joins,
-            "symbols": args.symbols,
-            "batch_max": agents.batch_max,
-        }
-        table = Table(title="stream throughput (one worker, this machine)")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        table.add_column("target", justify="right")
-        table.add_row(
-            "trades through validation + features, Faust worker", f"{features:,.0f}/s", ">= 20,000/s"
-        )
-        table.add_row("same work, plain confluent-kafka loop", f"{plain:,.0f}/s", "")
-        table.add_row("ratio to the plain loop", f"{features / plain:.3f}", ">= 0.5")
-        table.add_row("signal/outcome joins, Faust worker", f"{joins:,.0f}/s", ">= 10,000/s")
-        table.add_row("same joins, pure handler in process (no Kafka)", f"{pure_joins:,.0f}/s", "")
-        console.print(table)
-        if args.profile and args.profile.exists():
-            profile = Table(title="worker main thread: inclusive share of samples")
-            profile.add_column("function")
-            profile.add_column("share", justify="right")
-            for frame, share in summarize_profile(args.profile):
-                profile.add_row(frame, f"{share:.1%}")
-            console.print(profile)
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2))
-            console.print(f"wrote {args.json}")
+            "plain_loop_events_per_s": round(plain_rate, 1),
+            "ratio_to_plain_loop": round(features / plain_rate, 4),
+            "bare_faust_records_per_s": round(bares[loop]["records_per_s"], 1),
+            "bare_faust_cpu_us_per_record": round(bares[loop]["cpu_seconds"] / args.single * 1e6, 1),
+            "single_record_events_per_s": round(single_rates[loop], 1),
+            "single_record_ratio_to_bare": round(single_rates[loop] / bares[loop]["records_per_s"], 4),
+            "event_loop": loop,
+            "single_record_by_loop": {k: round(v, 1) for k, v in single_rates.items()},
+            "bare_faust_by_loop": {k: round(v["records_per_s"], 1) for k, v in bares.items()},
+            "joins_per_s": round(joins_rate, 1),
+            "join_handler_us": round(handler_us, 2),
+            "join_step_us": round(step_us, 2),
+            "trades": args.trades, "single": args.single, "joins": args.joins, "symbols": args.symbols,
+            "batch_linger_ms": batched.batching.linger_ms, "batch_max_events": batched.batching.max_events,
+        }  # fmt: skip
+        rows = [
+            ("trades through validation + features, worker, SDK batching", f"{features:,.0f}/s", ">= 20,000/s"),
+            ("same records and handler, plain confluent-kafka loop", f"{plain_rate:,.0f}/s", ""),
+            ("ratio to the plain loop", f"{features / plain_rate:.3f}", ">= 0.5"),
+            (f"bare Faust agent, single records ({loop})", f"{bares[loop]['records_per_s']:,.0f}/s", ""),
+            (f"worker, single-record trades ({loop})", f"{single_rates[loop]:,.0f}/s", ""),
+            ("single-record ratio to the bare agent", f"{result['single_record_ratio_to_bare']:.3f}", ">= 0.8"),
+            *[(f"worker, single records on {k}", f"{v:,.0f}/s", "") for k, v in single_rates.items() if k != loop],
+            ("signal/outcome joins, worker", f"{joins_rate:,.0f}/s", ">= 5,000/s"),
+            ("pure join handler per join (decode, validate, join, encode)", f"{handler_us:.1f} us", "<= 50 us"),
+            ("same plus routing and period records", f"{step_us:.1f} us", ""),
+        ]  # fmt: skip
+        report("stream throughput (one worker, this machine)", rows, result, args.json)
     finally:
         if broker is not None:
             broker.stop()

@@ -85,6 +85,7 @@ class Codec:
         self._subject_prefix = subject_prefix
         self._by_id: dict[int, LoadedSchema] = {}
         self._topics: dict[str, tuple[LoadedSchema, bytes]] = {}
+        self._batches: dict[str, tuple[LoadedSchema, bytes] | None] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> Codec:
@@ -97,20 +98,38 @@ class Codec:
     def registry(self) -> SchemaRegistry:
         return self._registry
 
+    def _header(self, subject: str, schema: LoadedSchema) -> bytes:
+        if self._confluent is None:
+            return schema.header
+        schema_id = self._confluent.register(f"{self._subject_prefix}{subject}", schema.json)
+        self._by_id[schema_id] = schema
+        return CONFLUENT_MAGIC + _ID.pack(schema_id)
+
     def _topic(self, topic: str) -> tuple[LoadedSchema, bytes]:
         """The topic's schema and write header, cached: the hot path does one dict lookup."""
         cached = self._topics.get(topic)
         if cached is None:
             schema = self._registry.for_topic(topic)
-            if self._confluent is None:
-                header = schema.header
-            else:
-                subject = f"{self._subject_prefix}{topic}-value"
-                schema_id = self._confluent.register(subject, schema.json)
-                self._by_id[schema_id] = schema
-                header = CONFLUENT_MAGIC + _ID.pack(schema_id)
-            cached = self._topics[topic] = (schema, header)
+            cached = self._topics[topic] = (schema, self._header(f"{topic}-value", schema))
         return cached
+
+    def _batch(self, topic: str) -> tuple[LoadedSchema, bytes] | None:
+        """The topic's batch schema and write header (None when it has none), cached.
+
+        With a Schema Registry, batch schemas are registered under ``<topic>-<record name>``
+        (Confluent's TopicRecordNameStrategy), since a batch record is not a version of the topic's
+        single-event schema and would fail the ``<topic>-value`` subject's compatibility check.
+        """
+        if topic not in self._batches:
+            schema = self._registry.batch_for_topic(topic)
+            self._batches[topic] = (
+                None if schema is None else (schema, self._header(f"{topic}-{schema.name}", schema))
+            )
+        return self._batches[topic]
+
+    def header(self, topic: str) -> bytes:
+        """The framing this codec writes before the body of ``topic``'s single-event records."""
+        return (self._topics.get(topic) or self._topic(topic))[1]
 
     def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
         """Framed Avro bytes of ``record`` under the value schema of logical ``topic``.
@@ -118,7 +137,22 @@ class Codec:
         Raises:
             SchemaEncodeError: the record does not fit the schema.
         """
-        schema, header = self._topics.get(topic) or self._topic(topic)
+        return self._encode(topic, self._topics.get(topic) or self._topic(topic), record)
+
+    def encode_batch(self, topic: str, columns: Mapping[str, Any]) -> bytes:
+        """Framed Avro bytes of a batch record (one array per field) under ``topic``'s batch schema.
+
+        Raises:
+            SchemaEncodeError: the topic has no batch schema, or ``columns`` do not fit it.
+        """
+        found = self._batch(topic)
+        if found is None:
+            raise SchemaEncodeError(topic, "the topic has no batch schema")
+        return self._encode(topic, found, columns)
+
+    @staticmethod
+    def _encode(topic: str, found: tuple[LoadedSchema, bytes], record: Mapping[str, Any]) -> bytes:
+        schema, header = found
         out = io.BytesIO()
         out.write(header)
         try:
@@ -136,7 +170,9 @@ class Codec:
             if found is None:
                 found = self._registry.by_legacy_fingerprint(fp)
                 if found is None:
-                    raise SchemaDecodeError(topic, "unknown_schema", f"fingerprint {fingerprint_hex(fp)}", data)
+                    raise SchemaDecodeError(
+                        topic, "unknown_schema", f"fingerprint {fingerprint_hex(fp)}", data
+                    )
                 _note_legacy(found, topic)
             return found, HEADER_SIZE
         if data[:1] == CONFLUENT_MAGIC:
@@ -162,16 +198,47 @@ class Codec:
         return found
 
     def decode(self, topic: str, data: bytes) -> dict[str, Any]:
-        """The record in ``data``, read with the current schema of logical ``topic``.
+        """The record in ``data``, read with the current single-event schema of logical ``topic``.
 
         Raises:
-            SchemaDecodeError: empty, truncated, unframed, unknown-schema or malformed bytes.
+            SchemaDecodeError: empty, truncated, unframed, unknown-schema, wrong-schema (for
+                example a batch record) or malformed bytes.
         """
         reader, header = self._topics.get(topic) or self._topic(topic)
         if data.startswith(header):
-            writer, start = reader, len(header)  # the common case: written with the current schema
-        else:
-            writer, start = self._writer_schema(topic, data)
+            return self._read(topic, data, reader, reader, len(header))
+        writer, start = self._writer_schema(topic, data)
+        if writer.name != reader.name:
+            raise SchemaDecodeError(topic, "wrong_schema", f"{writer.name} is not {reader.name}", data)
+        return self._read(topic, data, writer, reader, start)
+
+    def decode_any(self, topic: str, data: bytes) -> tuple[dict[str, Any], bool]:
+        """The record in ``data`` and whether it is a batch record (one array per field).
+
+        Single records are read with the topic's current schema, batch records with its current
+        batch schema (:data:`streams.topics.BATCH_SCHEMA_OF_TOPIC`).
+
+        Raises:
+            SchemaDecodeError: as :meth:`decode`; a batch record on a topic without batches is
+                ``wrong_schema``.
+        """
+        reader, header = self._topics.get(topic) or self._topic(topic)
+        if data.startswith(header):
+            return self._read(topic, data, reader, reader, len(header)), False
+        batch = self._batches[topic] if topic in self._batches else self._batch(topic)
+        if batch is not None and data.startswith(batch[1]):
+            return self._read(topic, data, batch[0], batch[0], len(batch[1])), True
+        writer, start = self._writer_schema(topic, data)
+        if writer.name == reader.name:
+            return self._read(topic, data, writer, reader, start), False
+        if batch is not None and writer.name == batch[0].name:
+            return self._read(topic, data, writer, batch[0], start), True
+        raise SchemaDecodeError(topic, "wrong_schema", f"{writer.name} is not a schema of {topic}", data)
+
+    @staticmethod
+    def _read(
+        topic: str, data: bytes, writer: LoadedSchema, reader: LoadedSchema, start: int
+    ) -> dict[str, Any]:
         body = io.BytesIO(data)
         body.seek(start)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BatchShapeError",
     "BrokerError",
     "BrokerNotFoundError",
     "ConfigError",
@@ -44,6 +45,19 @@ class SchemaDecodeError(SchemaError):
         self.reason = reason
         self.detail = detail
         self.raw = raw
+
+
+class BatchShapeError(SchemaError):
+    """A decoded batch record whose arrays do not line up, or that holds no events.
+
+    Attributes:
+        reason: ``ragged_batch`` or ``empty_batch``.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class SchemaEncodeError(SchemaError):

@@ -17,7 +17,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "ENGINE_FEATURES",
@@ -115,22 +115,29 @@ def build_state(
     Missing or non-finite values become 0.0 (the normalised mean is near zero for most features)
     and lower the completeness; callers flag the record rather than drop it.
     """
-    state = [float(score) if _finite(score) else 0.0, 1.0 if side == "BUY" else -1.0]
-    state.extend(1.0 if family == f else 0.0 for f in FAMILIES)
-    present = 2 if _finite(score) else 1
-    present += 1 if family in FAMILIES else 0
-    for name in spec.engine:
-        value = engine_features.get(name)
-        if value is not None and _finite(value):
-            state.append(float(value))
-            present += 1
-        else:
-            state.append(0.0)
-    if stream_values is not None and len(stream_values) == len(spec.stream):
-        for value in stream_values:
-            ok = _finite(value)
+    score_ok = _finite(score)
+    state = [float(score) if score_ok else 0.0, 1.0 if side == "BUY" else -1.0]
+    state += [1.0 if family == f else 0.0 for f in FAMILIES]
+    present = (2 if score_ok else 1) + (1 if family in FAMILIES else 0)
+    engine: list[Any] = [engine_features.get(name) for name in spec.engine]
+    if set(map(type, engine)) == {float} and all(map(math.isfinite, engine)):
+        state += engine  # the usual case: every engine feature sent, as a finite float
+        present += len(engine)
+    else:
+        for value in engine:
+            ok = value is not None and _finite(value)
             state.append(float(value) if ok else 0.0)
             present += ok
+    if stream_values is not None and len(stream_values) == len(spec.stream):
+        values = list(stream_values)
+        if set(map(type, values)) == {float} and all(map(math.isfinite, values)):
+            state += values  # the usual case (a snapshot's floats), checked in two C-level passes
+            present += len(values)
+        else:
+            for value in values:
+                ok = _finite(value)
+                state.append(float(value) if ok else 0.0)
+                present += ok
     else:
         state.extend([0.0] * len(spec.stream))
     denominator = 3 + len(spec.engine) + len(spec.stream)

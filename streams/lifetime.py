@@ -12,8 +12,8 @@ Two guarantees every tradeloop process relies on:
   exited ``seconds`` later (a flush to an unreachable broker, a client's close, a Faust service
   waiting on a request), it dumps every thread's stack to stderr, which lands in its log, kills
   what it left in its process group and exits with status 1. :func:`on_stop_signals` arms it for components that handle signals with
-  ``signal.signal``; :class:`DeadlineEventLoop` does it for asyncio applications (Faust) that install
-  their own handlers on the loop.
+  ``signal.signal``; :func:`deadline_event_loop` does it for asyncio applications (Faust) that
+  install their own handlers on the loop.
 
 Example:
     >>> deadline = StopDeadline(8.0)
@@ -35,12 +35,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVarTuple, Unpack
+from typing import Any
 
 __all__ = [
     "STOP_SIGNALS",
-    "DeadlineEventLoop",
     "StopDeadline",
+    "deadline_event_loop",
     "die_with_parent",
     "kill_group_leftovers",
     "on_stop_signals",
@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_Ts = TypeVarTuple("_Ts")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Signals that ask a tradeloop process to stop cleanly."""
@@ -175,25 +173,29 @@ def on_stop_signals(callback: Callable[[], None], deadline: StopDeadline | None 
         signal.signal(sig, handler)
 
 
-class DeadlineEventLoop(asyncio.SelectorEventLoop):
-    """An event loop that arms a :class:`StopDeadline` when a stop signal reaches a loop handler.
+def deadline_event_loop(
+    deadline: StopDeadline, base: type[asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
+) -> asyncio.AbstractEventLoop:
+    """A new event loop of class ``base`` that arms ``deadline`` when a stop signal reaches a
+    handler installed with ``loop.add_signal_handler``.
 
-    For asyncio applications that install their own signal handlers with
-    ``loop.add_signal_handler`` (Faust's worker does): the application still handles the signal
-    as it always does, and the deadline bounds how long its shutdown may take.
+    For asyncio applications that install their own signal handlers on the loop (Faust's worker
+    does): the application still handles the signal as it always does, and the deadline bounds how
+    long its shutdown may take. ``base`` is any loop class with the standard
+    ``add_signal_handler`` (asyncio's, ``uvloop.Loop``).
     """
 
-    def __init__(self, deadline: StopDeadline) -> None:
-        super().__init__()
-        self.deadline = deadline
+    class DeadlineLoop(base):  # type: ignore[valid-type,misc]
+        def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+            if sig not in STOP_SIGNALS:
+                super().add_signal_handler(sig, callback, *args)
+                return
 
-    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> None:
-        if sig not in STOP_SIGNALS:
-            super().add_signal_handler(sig, callback, *args)
-            return
+            def armed(*given: Any) -> None:
+                deadline.arm(sig)
+                callback(*given)
 
-        def armed(*given: *_Ts) -> None:
-            self.deadline.arm(sig)
-            callback(*given)
+            super().add_signal_handler(sig, armed, *args)
 
-        super().add_signal_handler(sig, armed, *args)
+    DeadlineLoop.__name__ = DeadlineLoop.__qualname__ = f"Deadline{base.__name__}"
+    return DeadlineLoop()

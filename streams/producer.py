@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.codec import Codec
-from streams.errors import DeliveryError
+from streams.errors import BrokerError, DeliveryError
 from streams.kafka import producer_config
 from streams.settings import Settings
 
@@ -55,6 +55,7 @@ class EventProducer:
         self.broker_down_since: float | None = None
         self._generation = 0
         self._retired: list[Producer] = []  # replaced clients, polled until their queues are empty
+        self._partition_counts: dict[str, int] = {}
         self._producer = self._client()
 
     def _client(self) -> Producer:
@@ -124,8 +125,12 @@ class EventProducer:
         value: bytes,
         on_delivery: DeliveryCallback | None = None,
         timestamp_ms: int | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Produce already-encoded bytes to logical ``topic``; waits while the local queue is full."""
+        """Produce already-encoded bytes to logical ``topic``; waits while the local queue is full.
+
+        ``partition`` None lets the partitioner (murmur2 of the key) choose.
+        """
         generation = self._generation
 
         def callback(error: KafkaError | None, message: Message) -> None:
@@ -136,6 +141,8 @@ class EventProducer:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": callback}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
         full = self.settings.topic(topic)
         while True:
             producer = self._producer
@@ -166,6 +173,27 @@ class EventProducer:
         # The Kafka timestamp stays the produce time: event time lives in the record's ``ts``, and a
         # backfill's old event times would otherwise fall straight out of time-based retention.
         self.send_raw(topic, key, self.codec.encode(topic, record), on_delivery)
+
+    def partitions(self, topic: str, timeout: float = 10.0) -> int:
+        """The partition count of logical ``topic`` (asked once, then cached).
+
+        Raises:
+            BrokerError: the topic does not exist or the broker did not answer in time.
+        """
+        cached = self._partition_counts.get(topic)
+        if cached is not None:
+            return cached
+        full = self.settings.topic(topic)
+        try:
+            meta = self._producer.list_topics(full, timeout=timeout).topics.get(full)
+        except KafkaException as exc:
+            raise BrokerError(f"no metadata for {full} from {self.settings.bootstrap}: {exc}") from exc
+        if meta is None or meta.error is not None or not meta.partitions:
+            why = meta.error if meta is not None and meta.error is not None else "no partitions"
+            raise BrokerError(f"topic {full} is not usable at {self.settings.bootstrap} ({why}); "
+                              "create it with `tradeloop topics create`")  # fmt: skip
+        count = self._partition_counts[topic] = len(meta.partitions)
+        return count
 
     def poll(self, timeout: float = 0.0) -> int:
         if self._retired:

@@ -30,7 +30,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import SchemaError
 from streams.single_object import fingerprint64, fingerprint_hex, header, swap64
-from streams.topics import SCHEMA_OF_TOPIC
+from streams.topics import BATCH_SCHEMA_OF_TOPIC, SCHEMA_OF_TOPIC
 
 __all__ = ["SCHEMA_DIR", "LoadedSchema", "SchemaRegistry", "strip_logical_types"]
 
@@ -136,6 +136,11 @@ class SchemaRegistry:
         """The value schema of a logical topic (``trades``) or of a schema name (``Trade``)."""
         short = SCHEMA_OF_TOPIC.get(topic, topic)
         return self.get(short)
+
+    def batch_for_topic(self, topic: str) -> LoadedSchema | None:
+        """The batch value schema of a logical topic (``trades`` -> ``TradeBatch``), if it has one."""
+        short = BATCH_SCHEMA_OF_TOPIC.get(topic)
+        return None if short is None else self.get(short)
 
     def by_fingerprint(self, fp: int) -> LoadedSchema | None:
         """The schema (current or earlier version) whose CRC-64-AVRO fingerprint is ``fp``."""

@@ -9,8 +9,13 @@ Example (the README's ten lines):
     ...                   horizon_seconds=120)
     ...     decision = engine.request_size("sig-1", strategy="ema_cross_fast", symbol="BTC-USD",
     ...                                    side="BUY", score=0.83, features={}, timeout=1.0)
-    ...     engine.outcome("sig-1", symbol="BTC-USD", strategy="ema_cross_fast", entry_price=50_000.0,
-    ...                    exit_price=50_400.0, size_multiplier=decision.multiplier, fees=2.0)
+    ...     engine.outcome("sig-1", symbol="BTC-USD", strategy="ema_cross_fast", side="BUY",
+    ...                    entry_price=50_000.0, exit_price=50_400.0,
+    ...                    size_multiplier=decision.multiplier, fees=2.0)
+
+Trades, signals and outcomes are keyed by symbol and batched per partition
+(:class:`streams.batching.EventBatcher`, settings ``batching``): many events travel in one
+batch record, which is what lets the stream worker keep up with market data.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from streams.batching import EventBatcher
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.errors import TradeloopError
@@ -62,15 +68,17 @@ class StrategyWeights:
 class EngineClient:
     """Produces trades, signals and outcomes; requests sizes; receives strategy weights.
 
-    Produce calls are asynchronous and confirmed: librdkafka retries until ``message.timeout.ms``,
-    failures are counted, and :meth:`flush` (called by :meth:`close`) raises if any record was not
-    delivered. Nothing is dropped silently.
+    Produce calls are asynchronous and confirmed: events wait at most ``batching.linger_ms`` to be
+    batched, librdkafka retries until ``message.timeout.ms``, failures are counted per event, and
+    :meth:`flush` (called by :meth:`close`) raises if any event was not delivered. Nothing is
+    dropped silently. A record that does not fit its schema raises in the call that made it.
     """
 
     def __init__(self, settings: Settings, client_id: str | None = None) -> None:
         self.settings = settings
         self.client_id = client_id or f"engine-{new_event_id()[:8]}"
         self._producer = EventProducer(settings, self.client_id)
+        self._batcher = EventBatcher(self._producer, settings.batching, self._partition_count)
         # Sizing requests go out at once: the engine is waiting on the answer.
         self._requests = EventProducer(settings, f"{self.client_id}-requests", config={"linger.ms": 0})
         self._pending: dict[str, Future[SizingDecision]] = {}
@@ -78,6 +86,19 @@ class EngineClient:
         self._decisions: EventConsumer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+
+    def _partition_count(self, topic: str) -> int:
+        """The topic's partition count from the broker; the configured count if it cannot say now.
+
+        Batches are cut per partition, so the count must be known before the first event goes
+        out; an engine starting during a broker outage keeps producing (librdkafka queues and
+        retries) on the assumption that the topics have ``settings.partitions`` partitions.
+        """
+        try:
+            return self._producer.partitions(topic, timeout=2.0)
+        except TradeloopError as exc:
+            log.warning("%s; batching for %d partitions, as configured", exc, self.settings.partitions)
+            return self.settings.partitions
 
     @classmethod
     def connect(cls, bootstrap: str, **settings: Any) -> EngineClient:
@@ -89,7 +110,7 @@ class EngineClient:
         event_id = new_event_id()
         record = {"event_id": event_id, "ts": ts or now_us(), "symbol": symbol, "price": price,
                   "size": size, "side": side}  # fmt: skip
-        self._producer.send(TRADES, symbol, record)
+        self._batcher.add(TRADES, symbol, record)
         return event_id
 
     def signal(
@@ -115,7 +136,7 @@ class EngineClient:
             "score": score, "features": dict(features), "horizon_seconds": horizon_seconds,
             "action": action, "model_version": model_version,
         }  # fmt: skip
-        self._producer.send(SIGNALS, signal_id, record)
+        self._batcher.add(SIGNALS, symbol, record)
 
     def outcome(
         self,
@@ -125,14 +146,23 @@ class EngineClient:
         strategy: str,
         entry_price: float,
         exit_price: float,
+        side: str,
         size_multiplier: float,
         fees: float,
-        side: str = "BUY",
         notional: float = 1_000.0,
         exit_reason: str = "TIME",
         ts: int | None = None,
     ) -> None:
-        """Report how a signal ended; the unit return and P&L are derived from the prices."""
+        """Report how a signal ended; the unit return and P&L are derived from the prices.
+
+        ``side`` is the signal's side and has no default: with the wrong one every return would
+        have the wrong sign. (The join also checks it against the signal.)
+
+        Raises:
+            ValueError: ``side`` is not BUY or SELL.
+        """
+        if side not in ("BUY", "SELL"):
+            raise ValueError(f"side must be BUY or SELL, got {side!r}")
         direction = 1.0 if side == "BUY" else -1.0
         gross = direction * (exit_price - entry_price) / entry_price
         fee_return = fees / (notional * size_multiplier) if size_multiplier > 0 else 0.0
@@ -142,16 +172,21 @@ class EngineClient:
             "strategy": strategy, "entry_price": entry_price, "exit_price": exit_price,
             "size_multiplier": size_multiplier, "return_unit": return_unit,
             "pnl": return_unit * notional * size_multiplier, "fees": fees, "exit_reason": exit_reason,
+            "side": side,
         }  # fmt: skip
-        self._producer.send(OUTCOMES, signal_id, record)
+        self._batcher.add(OUTCOMES, symbol, record)
 
     def send(self, topic: str, key: str, record: Mapping[str, Any]) -> None:
-        """Produce any record to a logical topic (for engines that build records themselves)."""
+        """Produce any record as one single-event record (for engines that build records themselves)."""
         self._producer.send(topic, key, record)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait for every record to be acknowledged; raises DeliveryError otherwise."""
-        self._producer.flush(timeout)
+        """Produce every waiting batch and wait for every event to be acknowledged.
+
+        Raises:
+            DeliveryError: some event was not acknowledged within ``timeout`` or failed.
+        """
+        self._batcher.flush(timeout)
 
     # -- sizing ----------------------------------------------------------------------------
     def _start_decisions(self) -> None:
@@ -246,7 +281,7 @@ class EngineClient:
     def close(self, timeout: float = 30.0) -> None:
         """Flush every produced record, then stop the background readers."""
         try:
-            self._producer.close(timeout)
+            self._batcher.close(timeout)
             self._requests.close(timeout)
         finally:
             self._stop.set()

@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streams.config.agents import AgentSettings
+from streams.config.batching import BatchingSettings
 from streams.config.health import HealthSettings
 from streams.config.inference import InferenceSettings
 from streams.config.kafka import KafkaSecurity
@@ -108,6 +109,7 @@ class Settings(BaseSettings):
     trainer: TrainerSettings = TrainerSettings()
     inference: InferenceSettings = InferenceSettings()
     health: HealthSettings = HealthSettings()
+    batching: BatchingSettings = BatchingSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
 
     @classmethod

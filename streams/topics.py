@@ -11,6 +11,7 @@ from typing import Final
 __all__ = [
     "ALLOCATION_PERIODS",
     "ALL_TOPICS",
+    "BATCH_SCHEMA_OF_TOPIC",
     "CONTROL",
     "DEAD_LETTER",
     "EXPERIENCES",
@@ -45,21 +46,27 @@ CONTROL: Final = "control"
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """How a topic is created: its value schema, key meaning and broker configs."""
+    """How a topic is created: its value schema(s), key meaning and broker configs.
+
+    Attributes:
+        batch_schema: a second value schema carrying many events per record (parallel arrays),
+            told apart from ``schema`` by its fingerprint; None where only single records exist.
+    """
 
     name: str
     schema: str
     key: str
     configs: dict[str, str] = field(default_factory=dict)
     single_partition: bool = False
+    batch_schema: str | None = None
 
 
 _COMPACT = {"cleanup.policy": "compact"}
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
-    TopicSpec(TRADES, "Trade", "symbol"),
-    TopicSpec(SIGNALS, "Signal", "signal_id"),
-    TopicSpec(OUTCOMES, "Outcome", "signal_id"),
+    TopicSpec(TRADES, "Trade", "symbol", batch_schema="TradeBatch"),
+    TopicSpec(SIGNALS, "Signal", "symbol (signal_id accepted)", batch_schema="SignalBatch"),
+    TopicSpec(OUTCOMES, "Outcome", "symbol (signal_id accepted)", batch_schema="OutcomeBatch"),
     TopicSpec(FEATURES, "FeatureSnapshot", "symbol"),
     TopicSpec(PRICE_MOVES, "PriceMove", "symbol"),
     TopicSpec(EXPERIENCES, "Experience", "signal_id"),
@@ -75,3 +82,6 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
 )
 
 SCHEMA_OF_TOPIC: Final[dict[str, str]] = {spec.name: spec.schema for spec in ALL_TOPICS}
+BATCH_SCHEMA_OF_TOPIC: Final[dict[str, str]] = {
+    spec.name: spec.batch_schema for spec in ALL_TOPICS if spec.batch_schema is not None
+}

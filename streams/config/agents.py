@@ -23,10 +23,26 @@ class AgentSettings(Section):
         description="Faust app id = consumer group; prefixes its changelog topics. Unique per deployment",
     )
     store: Literal["memory", "rocksdb"] = "memory"
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="uvloop", description="the worker's asyncio event loop (bench/stream_throughput.py compares them)"
+    )
     web_enabled: bool = False
     web_port: int = 6066
     batch_max: int = Field(default=2000, ge=1, description="events per stream.take batch")
     batch_within_seconds: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    max_fetch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes per partition a fetch may return (Faust's consumer_max_fetch_size): Faust "
+        "waits up to 1.5 s per fetch and the embedded broker answers at that deadline, so this bounds "
+        "the input rate of batch records",
+    )
+    step_max_bytes: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="input bytes handed to a handler at once: a Faust batch of large batch records is "
+        "processed in steps of this size, so the event loop (and the group heartbeat) never waits long",
+    )
     recovery_consistency_check: bool = Field(
         default=False,
         description="Faust's check that a restored changelog offset is not past the topic's end; off "
@@ -39,6 +55,9 @@ class AgentSettings(Section):
 
     # Validation
     max_future_seconds: float = 300.0
+    max_batch_events: int = Field(
+        default=50_000, ge=1, description="events a batch record may hold; a larger one is one dead letter"
+    )
     dedup_window: int = Field(
         default=4096, ge=16, description="trade event ids remembered per symbol for duplicate detection"
     )

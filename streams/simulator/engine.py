@@ -238,7 +238,7 @@ class Simulator:
         }
         action, record["model_version"] = self._size(record)
         record["action"] = action
-        self._queue.append(SimEvent(SIGNALS, signal_id, record))
+        self._queue.append(SimEvent(SIGNALS, spec.name, record))
 
         expected = expected_return(strategy.family, side, features, cfg.fee_round_trip)
         self._oracle[signal_id] = expected
@@ -268,8 +268,9 @@ class Simulator:
             "pnl": (gross - cfg.fee_round_trip) * notional,
             "fees": cfg.fee_round_trip * notional,
             "exit_reason": reason,
+            "side": side,
         }
-        heapq.heappush(self._open, (close_us, self._signals, SimEvent(OUTCOMES, signal_id, outcome)))
+        heapq.heappush(self._open, (close_us, self._signals, SimEvent(OUTCOMES, spec.name, outcome)))
 
     def _size(self, record: dict[str, Any]) -> tuple[float, str | None]:
         if self._sizer is None:

@@ -1,8 +1,8 @@
 """Run the simulator against Kafka: pacing, producing, progress and metrics.
 
-``tradeloop simulate`` and ``tradeloop up`` call :func:`run_simulation`. Records go to the
-prefixed ``trades``, ``signals`` and ``outcomes`` topics, keyed as DESIGN.md section 4 says
-(trades by symbol, signals and outcomes by signal id).
+``tradeloop simulate`` and ``tradeloop up`` call :func:`run_simulation`. Events go to the
+prefixed ``trades``, ``signals`` and ``outcomes`` topics keyed by symbol, batched per partition
+exactly as the engine SDK does it (:class:`streams.batching.EventBatcher`).
 
 Kafka message timestamps are the produce (wall-clock) time; the event time is the record's ``ts``.
 Simulated event time starts at 2026-01-01, and a broker with time-based retention would delete
@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from streams.admin import list_topics
+from streams.batching import EventBatcher
 from streams.errors import BrokerError, ConfigError
 from streams.metrics import serve_metrics
 from streams.producer import EventProducer
@@ -237,14 +238,15 @@ def run_simulation(
         EventProducer(settings, f"simulator-{seed}") as producer,
         _Reporter(progress, label, total, console) as bar,
     ):
-        codec = producer.codec
+        # Through the engine SDK's batching, as a real engine using the SDK would produce.
+        batcher = EventBatcher(producer, settings.batching, producer.partitions)
         pacer = _Pacer(factor, producer, should_stop)
         next_refresh = time.monotonic() + _REFRESH_SECONDS
         try:
             for event in stream:
                 if live.is_set() and not pacer.wait(event.record["ts"]):
                     break
-                producer.send_raw(event.topic, event.key, codec.encode(event.topic, event.record))
+                batcher.add(event.topic, event.key, event.record)
                 counts[event.topic] += 1
                 counters[event.topic].inc()
                 produced += 1
@@ -260,4 +262,5 @@ def run_simulation(
         except KeyboardInterrupt:
             log.warning("interrupted: flushing %d produced events", produced)
         bar.update(counts[OUTCOMES] if backfill is not None else produced, produced, counts)
+        batcher.close()
     return counts

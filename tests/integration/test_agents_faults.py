@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
-from tests.unit.agents.runner import ExperienceCopies, WorkerProcess, live_engine, wait_for
+from tests.kit.engine import live_engine
+from tests.unit.agents.runner import ExperienceCopies, WorkerProcess, wait_for
 from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -9,10 +9,10 @@ import pytest
 
 from streams.admin import create_topics
 from streams.consumer import EventConsumer
-from streams.producer import EventProducer
 from streams.settings import Settings
+from tests.kit.engine import produce_events
 from tests.unit.agents.runner import WorkerProcess, wait_for
-from tests.unit.agents.scenario import build, scenario_settings
+from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.integration
 def run_once(settings: Settings, events: list, n_experiences: int, log: Path) -> tuple[dict, dict]:
     """Produce ``events`` (all before the worker starts), run a worker, return (experiences, snapshots)."""
     create_topics(settings)
-    with EventProducer(settings, "replay-engine") as producer:
-        for topic, key, record in events:
-            producer.send(topic, key, record)
+    produce_events(settings, events)
     worker = WorkerProcess(settings, log).start()
     consumer = EventConsumer(settings, f"replay-reader-{uuid.uuid4().hex[:6]}")
     consumer.assign_all(["experiences", "features"])
@@ -53,12 +51,13 @@ def test_replay_into_a_fresh_prefix_reproduces_every_byte(settings: Settings, tm
     sc = build(n_signals=48, seed=21)
     # Live-like order: trades, signals and outcomes interleaved by time in one stream of events.
     events = sorted(sc.trades + sc.joins, key=lambda e: e[2]["ts"]) + sc.late
+    n_experiences = len(expected(sc, scenario_settings()).encoded())
     runs = []
     for run in range(2):
         prefix = f"r{uuid.uuid4().hex[:8]}."
         agents = scenario_settings(app_id=f"{prefix}agents")
         copy = settings.model_copy(update={"topic_prefix": prefix, "agents": agents})
-        runs.append(run_once(copy, events, n_experiences=48 + 3 + 8, log=tmp_path / f"worker-{run}.log"))
+        runs.append(run_once(copy, events, n_experiences, log=tmp_path / f"worker-{run}.log"))
     (exp_a, snap_a), (exp_b, snap_b) = runs
     assert exp_a == exp_b
     assert snap_a == snap_b and len(snap_a) > 800

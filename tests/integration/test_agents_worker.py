@@ -16,8 +16,10 @@ import pytest
 from streams.consumer import EventConsumer
 from streams.features import STREAM_FEATURES
 from streams.producer import EventProducer
+from streams.sdk import EngineClient
 from streams.settings import Settings
-from tests.unit.agents.badinputs import bad_inputs, duplicate_trade
+from tests.kit.engine import produce_events as produce
+from tests.unit.agents.badinputs import bad_batches, bad_inputs, duplicate_trade
 from tests.unit.agents.builders import CODEC, SECOND, outcome, signal
 from tests.unit.agents.reference import reference
 from tests.unit.agents.runner import WorkerProcess, wait_for
@@ -31,12 +33,6 @@ Got = list[tuple[bytes | None, bytes, dict[str, Any]]]
 def worker_settings(topics: Settings, **agents: Any) -> Settings:
     section = scenario_settings(app_id=f"agents-{uuid.uuid4().hex[:8]}", **agents)
     return topics.model_copy(update={"agents": section})
-
-
-def produce(settings: Settings, events: list[tuple[str, str, dict[str, Any]]]) -> None:
-    with EventProducer(settings, "test-engine") as producer:
-        for topic, key, record in events:
-            producer.send(topic, key, record)
 
 
 def reader(settings: Settings, topics: list[str]) -> EventConsumer:
@@ -76,24 +72,29 @@ def test_worker_end_to_end(topics: Settings, tmp_path: Path) -> None:
         wait_for(lambda: count("features", lambda r: r["ts"] >= LAST_TRADES) >= 2, 90, "last snapshots",
                  lambda: by_topic(out, got), worker)  # fmt: skip
         produce(settings, sc.joins + sc.late)
+        batches = bad_batches(settings.partitions)
         with EventProducer(settings, "test-bad") as producer:
             for topic, _, key, value in bad_inputs():
                 producer.send_raw(topic, key, value)
             key, value = duplicate_trade()
             producer.send_raw("trades", key, value)
             producer.send_raw("trades", key, value)
-        n_expected = len(want.experiences)
-        wait_for(lambda: count("experiences") >= n_expected and count("dead-letter") >= len(want.dead) + 19,
+            for topic, _, key, value, _ in batches:
+                producer.send_raw(topic, key, value)
+        n_expected, n_dead = len(want.experiences), len(want.dead) + len(bad_inputs()) + 1 + len(batches)
+        wait_for(lambda: count("experiences") >= n_expected and count("dead-letter") >= n_dead,
                  60, "experiences and dead letters", lambda: by_topic(out, got), worker)  # fmt: skip
 
         # Join: exactly the pure handlers' records, byte for byte, and nothing twice.
         records = {(r["signal_id"], r["revision"]): v for _, v, r in got["experiences"]}
         assert len(got["experiences"]) == len(records), "no experience was produced twice"
-        assert records == want.encoded()
-        statuses = Counter(r["status"] for _, _, r in got["experiences"])
-        # 60 signals in six patterns (40 complete, 10 censored, 10 censored then corrected), plus one
-        # complete sentinel per (symbol, source partition) lane: 2 symbols x 3 partitions.
-        assert statuses == {"COMPLETE": 46, "CENSORED": 20, "CORRECTION": 10}
+        # The good signals of the bad batch join too (they expire: no outcome); the rest is the scenario.
+        assert {k for k in records if k[0].startswith("bs-")} == {("bs-0", 0), ("bs-2", 0)}
+        assert {k: v for k, v in records.items() if not k[0].startswith("bs-")} == want.encoded()
+        statuses = Counter(r["status"] for _, _, r in got["experiences"] if not r["signal_id"].startswith("bs-"))
+        # 60 signals in six patterns (40 complete, 10 censored, 10 censored then corrected), plus the
+        # complete sentinels: per symbol one keyed by symbol and one per source partition.
+        assert statuses == {"COMPLETE": 48, "CENSORED": 20, "CORRECTION": 10}
         assert all(k == r["signal_id"].encode() for k, _, r in got["experiences"])
 
         # Every class of bad input ends in the dead-letter topic with its reason and bytes.
@@ -103,6 +104,9 @@ def test_worker_end_to_end(topics: Settings, tmp_path: Path) -> None:
         ]
         for topic, reason, _, value in bad_inputs():
             assert (topic, reason, value) in letters, f"{topic}/{reason} missing from the dead letters"
+        indexed = {(r["reason"], r["batch_index"]) for _, _, r in got["dead-letter"]}
+        for _, reason, _, _, index in batches:
+            assert (reason, index) in indexed, f"{reason} (batch index {index}) missing from the dead letters"
         reasons = Counter(reason for _, reason, _ in letters)
         assert reasons["duplicate"] == 10 + 1 and reasons["duplicate_outcome"] == 10
 
@@ -131,6 +135,20 @@ def test_worker_end_to_end(topics: Settings, tmp_path: Path) -> None:
             (r["revision"], r["status"]) for _, _, r in got["experiences"] if r["signal_id"] == "idle-1"
         )
         assert idle == [(0, "CENSORED"), (1, "CORRECTION")]
+
+        # An engine reports a SELL signal's outcome as a BUY (the 0.1 SDK's silent default): the
+        # experience is flagged and its reward has the SELL side's sign.
+        flip_ts = LAST_TRADES + 90 * SECOND
+        with EngineClient(settings, client_id="engine-flip") as engine:
+            engine.signal("flip-1", strategy="strat-0", family="ema_cross", symbol="ETH", side="SELL", price=100.0,
+                          score=0.6, features={}, horizon_seconds=30.0, ts=flip_ts)  # fmt: skip
+            engine.outcome("flip-1", symbol="ETH", strategy="strat-0", side="BUY", entry_price=100.0,
+                           exit_price=98.0, size_multiplier=1.0, fees=1.0, ts=flip_ts + SECOND)  # fmt: skip
+        wait_for(lambda: count("experiences", lambda r: r["signal_id"] == "flip-1") >= 1, 40, "the flipped outcome",
+                 lambda: by_topic(out, got), worker)  # fmt: skip
+        [flip] = [r for _, _, r in got["experiences"] if r["signal_id"] == "flip-1"]
+        assert flip["status"] == "COMPLETE" and "side_mismatch" in flip["validation_flags"]
+        assert flip["return_unit"] == pytest.approx(0.02 - 0.001) and flip["pnl"] > 0  # SELL from 100 to 98
 
         # Allocation periods: the first two close by event time; their returns add up.
         wait_for(

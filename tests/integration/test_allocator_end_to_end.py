@@ -32,12 +32,12 @@ from tests.integration.test_trainer_registry import read_updates
 from tests.unit.inference.harness import running_worker, wait_until
 from tradeloop.cli import _global
 from tradeloop.commands import models
-from trainers.allocator_env import observation
-from trainers.allocator_export import OnnxAllocator
-from trainers.allocator_loop import train_allocator_once
-from trainers.allocator_pipeline import MODEL
-from trainers.pipeline import RunOutcome
+from trainers.allocator.env import observation
+from trainers.allocator.export import OnnxAllocator
+from trainers.allocator.pipeline import MODEL
+from trainers.allocator.track import train_allocator_once
 from trainers.registry import ModelRegistry
+from trainers.run.parts import RunOutcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ def trained(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             producer.send(ALLOCATION_PERIODS, record["portfolio"], record)
     outcome = train_allocator_once(settings)
     yield Trained(settings, periods, outcome)
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 

@@ -11,9 +11,9 @@ from streams.codec import Codec
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER
-from tests.unit.trainers.allocator_fixtures import make_period
-from trainers.allocator_data import AllocationStore
-from trainers.ingest import PERIODS, Ingestor
+from tests.unit.trainers.allocator.fixtures import make_period
+from trainers.store.allocation import AllocationStore
+from trainers.store.ingest import PERIODS, Ingestor
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
 from tests.integration.test_trainer_registry import read_updates
-from tests.unit.trainers.allocator_fixtures import bandit_periods
-from trainers.allocator_data import AllocationStore
-from trainers.loop import TrainerLoop
-from trainers.runstate import TrainerState
+from tests.unit.trainers.allocator.fixtures import bandit_periods
+from trainers.run.loop import TrainerLoop
+from trainers.run.state import TrainerState
+from trainers.store.allocation import AllocationStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ TINY = {
 @pytest.fixture()
 def ray_session() -> Iterator[None]:
     yield
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 

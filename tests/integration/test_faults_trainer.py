@@ -26,9 +26,9 @@ from tests.integration.test_faults_broker import component_env, spawn, wait_unti
 from tests.unit.trainers.conftest import bandit_records, make_record
 from tradeloop.ops.status_collect import BusReader
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.runstate import RunDir
-from trainers.trainlog import TrainLog
+from trainers.run.state import RunDir
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -8,8 +8,10 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.batches import to_rows
 from streams.codec import Codec
-from streams.errors import DeliveryError
+from streams.config.batching import BatchingSettings
+from streams.errors import DeliveryError, SchemaEncodeError
 from streams.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError, StrategyWeights
 from streams.settings import Settings
@@ -47,10 +49,21 @@ def test_every_event_type_round_trips_through_the_broker(topics: Settings) -> No
         assert codec.decode(spec.name, message.value()) == SAMPLES[spec.name]
 
 
+def events_of(settings: Settings, topic: str, messages: list) -> list[tuple[int, dict]]:
+    """(partition, event) of every event in ``messages``, batch records unpacked, in order."""
+    codec = Codec()
+    out = []
+    for message in messages:
+        record, batch = codec.decode_any(topic, message.value())
+        out += [(message.partition(), r) for r in (to_rows(topic, record) if batch else [record])]
+    return out
+
+
 def test_sdk_places_keys_where_kafkas_default_partitioner_does(topics: Settings) -> None:
     """The partitioning contract, checked against murmur2 written from Kafka's Java client."""
     symbols = [f"SYM-{i}" for i in range(60)]
-    with EngineClient(topics, client_id="engine-p") as engine:
+    unbatched = topics.model_copy(update={"batching": BatchingSettings(enabled=False)})
+    with EngineClient(unbatched, client_id="engine-p") as engine:
         for symbol in symbols:
             engine.trade(symbol, price=10.0, size=1.0, side="BUY")
     messages = read_all(topics, "trades", len(symbols))
@@ -60,6 +73,51 @@ def test_sdk_places_keys_where_kafkas_default_partitioner_does(topics: Settings)
     assert len(set(placed.values())) == topics.partitions  # a constant partitioner would not pass
 
 
+def test_sdk_batches_events_per_partition_in_order(topics: Settings) -> None:
+    symbols = [f"SYM-{i}" for i in range(30)]
+    settings = topics.model_copy(update={"batching": BatchingSettings(linger_ms=50, max_events=400)})
+    with EngineClient(settings, client_id="engine-b") as engine:
+        for i in range(3000):
+            engine.trade(symbols[i % 30], price=100.0 + i, size=1.0, side="BUY", ts=1_000_000 + i)
+    events = events_of(topics, "trades", read_all(topics, "trades", 8))
+    assert len(events) == 3000
+    messages = read_all(topics, "trades", 8)
+    assert len(messages) < 3000 / 50, "events travel many to a record"
+    for message in messages:
+        record, batch = Codec().decode_any("trades", message.value())
+        assert batch and len(record["symbol"]) <= 400
+        assert message.key() == record["symbol"][0].encode()  # the first event's key
+    for partition, event in events:  # every event sits on its own key's partition
+        assert partition == spec_reference.kafka_partition(event["symbol"].encode(), topics.partitions)
+    for symbol in symbols:  # and each symbol's events keep the order they were made in
+        ts = [e["ts"] for _, e in events if e["symbol"] == symbol]
+        assert ts == sorted(ts) and len(ts) == 100
+
+
+def test_sdk_sends_a_lone_event_after_the_linger_without_a_flush(topics: Settings) -> None:
+    settings = topics.model_copy(update={"batching": BatchingSettings(linger_ms=20)})
+    engine = EngineClient(settings, client_id="engine-l")
+    try:
+        engine.trade("LONE", price=1.0, size=1.0, side="SELL")
+        started = time.monotonic()
+        (message,) = read_all(topics, "trades", 1, timeout=10)
+        assert time.monotonic() - started < 5
+        assert events_of(topics, "trades", [message])[0][1]["symbol"] == "LONE"
+    finally:
+        engine.close()
+
+
+def test_sdk_rejects_a_bad_event_in_the_call_that_made_it(topics: Settings) -> None:
+    with EngineClient(topics, client_id="engine-x") as engine:
+        with pytest.raises(SchemaEncodeError, match="price"):
+            engine.trade("X", price="1.0", size=1.0, side="BUY")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="side"):
+            engine.outcome("s", symbol="X", strategy="a", side="LONG", entry_price=1.0, exit_price=1.1,
+                           size_multiplier=1.0, fees=0.0)  # fmt: skip
+        engine.trade("X", price=1.0, size=1.0, side="BUY")
+    assert len(events_of(topics, "trades", read_all(topics, "trades", 1))) == 1
+
+
 def test_engine_client_produces_trades_signals_outcomes(topics: Settings) -> None:
     with EngineClient(topics, client_id="engine-a") as engine:
         engine.trade("ETH-USD", price=3000.0, size=1.5, side="SELL")
@@ -67,13 +125,14 @@ def test_engine_client_produces_trades_signals_outcomes(topics: Settings) -> Non
                       price=3000.0, score=0.9, features={"eng_momentum": 0.5}, horizon_seconds=60)  # fmt: skip
         engine.outcome("sig-9", symbol="ETH-USD", strategy="momentum_1", entry_price=3000.0, exit_price=3030.0,
                        size_multiplier=2.0, fees=1.0, side="BUY", notional=1000.0)  # fmt: skip
-    codec = Codec()
     (trade,) = read_all(topics, "trades", 1)
-    assert trade.key() == b"ETH-USD" and codec.decode("trades", trade.value())["side"] == "SELL"
+    assert trade.key() == b"ETH-USD" and events_of(topics, "trades", [trade])[0][1]["side"] == "SELL"
     (signal,) = read_all(topics, "signals", 1)
-    assert codec.decode("signals", signal.value())["features"] == {"eng_momentum": 0.5}
+    assert signal.key() == b"ETH-USD", "signals are keyed by symbol, beside their trades"
+    assert events_of(topics, "signals", [signal])[0][1]["features"] == {"eng_momentum": 0.5}
     (outcome,) = read_all(topics, "outcomes", 1)
-    record = codec.decode("outcomes", outcome.value())
+    record = events_of(topics, "outcomes", [outcome])[0][1]
+    assert record["side"] == "BUY"
     # 1% gross on 2x size with 1.0 fee on 2000 notional: 0.01 - 0.0005 per unit.
     assert record["return_unit"] == pytest.approx(0.0095)
     assert record["pnl"] == pytest.approx(0.0095 * 2000.0)

@@ -8,49 +8,24 @@ from collections import Counter
 
 import pytest
 import typer
-from confluent_kafka import Consumer, Message, TopicPartition
 from typer.testing import CliRunner
 
 from streams.admin import create_topics
-from streams.codec import Codec
+from streams.partitioning import partition_for
 from streams.settings import Settings
 from streams.simulator import SimConfig, Simulator
 from streams.simulator.runner import SIM_TOPICS, MissingTopicsError, run_simulation
 from streams.topics import OUTCOMES, SIGNALS, TRADES
+from tests.kit.bus import read_events
 from tradeloop import cli
 from tradeloop.commands import simulate
 
 pytestmark = pytest.mark.integration
 
 
-def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 15.0) -> list[Message]:
-    """Every message of a topic, read with a plain confluent-kafka consumer until ``expected`` arrived.
-
-    Reads to a count rather than to the high watermarks: Tansu 0.6 reports wrong high watermarks
-    for keyed multi-partition topics (e.g. 1 for a partition holding 1,500 records).
-    """
-    full = settings.topic(topic)
-    consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap, "group.id": "reader", "enable.auto.commit": False}
-    )
-    partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
-    consumer.assign([TopicPartition(full, p, 0) for p in partitions])
-    messages: list[Message] = []
-    deadline = time.monotonic() + timeout
-    while len(messages) < expected and time.monotonic() < deadline:
-        messages.extend(m for m in consumer.consume(1000, 0.5) if m.error() is None)
-    # Anything beyond the expected count must show up here: the counts below are exact.
-    messages.extend(m for m in consumer.consume(1000, 0.3) if m.error() is None)
-    consumer.close()
-    return messages
-
-
 def decoded(settings: Settings, counts: dict[str, int]) -> dict[str, list[tuple[bytes | None, dict]]]:
-    codec = Codec()
-    return {
-        t: [(m.key(), codec.decode(t, m.value() or b"")) for m in read_topic(settings, t, counts[t])]
-        for t in SIM_TOPICS
-    }
+    """(record key, event) of every event on each simulator topic, batch records unpacked."""
+    return {t: [(e.key, e.event) for e in read_events(settings, t, counts[t])] for t in SIM_TOPICS}
 
 
 def test_five_thousand_events_land_keyed_and_decodable(topics: Settings) -> None:
@@ -58,8 +33,11 @@ def test_five_thousand_events_land_keyed_and_decodable(topics: Settings) -> None
     assert sum(counts.values()) == 5000 and all(counts[t] > 0 for t in SIM_TOPICS)
     records = decoded(topics, counts)
     assert {t: len(r) for t, r in records.items()} == counts
-    assert all(key == r["symbol"].encode() for key, r in records[TRADES])
-    assert all(key == r["signal_id"].encode() for t in (SIGNALS, OUTCOMES) for key, r in records[t])
+    # Batch records are keyed by their first event's symbol; each event's symbol shares its partition.
+    for topic in (TRADES, SIGNALS, OUTCOMES):
+        events = read_events(topics, topic, counts[topic])
+        assert all(partition_for(e.event["symbol"].encode(), topics.partitions) == e.partition for e in events)
+        assert all(e.batched for e in events)
     assert len({r["event_id"] for t in SIM_TOPICS for _, r in records[t]}) == 5000
 
 
@@ -72,9 +50,9 @@ def test_same_seed_into_two_prefixes_gives_identical_records(topics: Settings) -
     ]
     assert counts[0] == counts[1]
     first, second = decoded(topics, counts[0]), decoded(other, counts[1])
-    for topic in SIM_TOPICS:
-        assert sorted(first[topic], key=lambda kr: kr[1]["event_id"]) == sorted(
-            second[topic], key=lambda kr: kr[1]["event_id"]
+    for topic in SIM_TOPICS:  # the events; how they were cut into batch records depends on timing
+        assert sorted((r for _, r in first[topic]), key=lambda r: r["event_id"]) == sorted(
+            (r for _, r in second[topic]), key=lambda r: r["event_id"]
         )
     assert sum(len(first[t]) for t in SIM_TOPICS) == 3000
 

@@ -16,12 +16,12 @@ from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.integration.test_trainer_registry import read_updates
 from trainers.errors import TrainingInterrupted
-from trainers.export import OnnxSizer
-from trainers.loop import train_once
-from trainers.pipeline import TrainingPipeline
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.trainlog import TrainLog
+from trainers.sizer.export import OnnxSizer
+from trainers.sizer.pipeline import SizerPipeline
+from trainers.sizer.track import train_sizer_once
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ class StopAfter:
 @pytest.fixture()
 def ray_session() -> Iterator[None]:
     yield
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 
@@ -55,14 +55,14 @@ def test_training_beats_fixed_size_and_publishes(topics: Settings, ray_session: 
 
     # Ingest, then interrupt the first run after 3 iterations; it stays resumable.
     with ReplayStore.open(settings.data_dir) as store:
-        from trainers.ingest import Ingestor
+        from trainers.store.ingest import Ingestor
 
         ingestor = Ingestor(settings, store)
         ingestor.start()
         ingestor.drain(deadline=120)
         ingestor.close()
         assert store.count() == len(records)
-        pipeline = TrainingPipeline(
+        pipeline = SizerPipeline(
             settings,
             store,
             ModelRegistry(settings.data_dir),
@@ -72,7 +72,7 @@ def test_training_beats_fixed_size_and_publishes(topics: Settings, ray_session: 
         with pytest.raises(TrainingInterrupted):
             pipeline.run("test", stop=StopAfter(3))  # type: ignore[arg-type]
 
-    outcome = train_once(settings)  # resumes the interrupted run, then gates and publishes
+    outcome = train_sizer_once(settings)  # resumes the interrupted run, then gates and publishes
     report: dict[str, Any] = outcome.report
     assert report["training"]["resumed"] is True and outcome.mode == "full"
     iterations = TrainLog.open(settings.data_dir).iterations(outcome.run_id)
@@ -101,6 +101,6 @@ def test_training_beats_fixed_size_and_publishes(topics: Settings, ray_session: 
     assert np.corrcoef(sizes, truth)[0, 1] > 0.3
 
     # The next run warm-starts from the serving model and says so.
-    warm = train_once(settings, ingest=False)
+    warm = train_sizer_once(settings, ingest=False)
     assert warm.mode == "warm" and warm.report["training"]["mode_reason"].startswith("warm start from")
     assert warm.report["gate"]["reference"] == "serving" and "serving" in warm.report["policies"]

@@ -17,8 +17,8 @@ from streams.settings import Settings
 from streams.topics import EXPERIENCES, HEARTBEATS
 from tests.integration.test_trainer_registry import read_updates
 from tests.unit.trainers.conftest import bandit_records, make_record
-from trainers.loop import TrainerLoop
-from trainers.replay import ReplayStore
+from trainers.run.loop import TrainerLoop
+from trainers.store.replay import ReplayStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ TINY = {
 @pytest.fixture()
 def ray_session() -> Iterator[None]:
     yield
-    from trainers.rllib_ppo import shutdown_ray
+    from trainers.rl.ppo import shutdown_ray
 
     shutdown_ray()
 
@@ -110,7 +110,7 @@ def test_failed_runs_are_retried_with_backoff_and_resumed(topics: Settings, ray_
     thread.join(60)
     assert loop.backoff.failures >= 3 and not loop.outcomes
     assert REGISTRY.get_sample_value("tradeloop_trainer_training_failures_total") >= 3
-    from trainers.trainlog import TrainLog
+    from trainers.store.trainlog import TrainLog
 
     runs = TrainLog.open(settings.data_dir).runs()
     assert all(r["status"] == "failed" and "differ" in r["error"] for r in runs)

@@ -18,8 +18,8 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, EXPERIENCES
 from tests.unit.trainers.conftest import make_record
-from trainers.ingest import Ingestor
-from trainers.replay import ReplayStore
+from trainers.store.ingest import Ingestor
+from trainers.store.replay import ReplayStore
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,8 @@ def test_dead_letters_carry_bad_bytes_with_a_reason(topics: Settings) -> None:
 _CHILD = """
 import sys, time
 from streams.settings import Settings
-from trainers.ingest import Ingestor
-from trainers.replay import ReplayStore
+from trainers.store.ingest import Ingestor
+from trainers.store.replay import ReplayStore
 settings = Settings()
 store = ReplayStore.open(settings.data_dir)
 ingestor = Ingestor(settings, store, "trainer-child")

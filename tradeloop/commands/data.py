@@ -12,7 +12,7 @@ from rich.table import Table
 
 from streams.settings import Settings
 from tradeloop.ui.output import echo_json
-from trainers.replay import ReplayStore
+from trainers.store.replay import ReplayStore
 
 __all__ = ["register"]
 
@@ -61,7 +61,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output file (default experiences.<format>).")] = None,
 ) -> None:
     """Write every stored experience (censored ones included) as CSV or Parquet."""
-    from trainers.dataexport import export_store  # pyarrow loads only when exporting
+    from trainers.store.data_export import export_store  # pyarrow loads only when exporting
 
     settings: Settings = ctx.obj
     path = out or Path(f"experiences.{fmt}")

@@ -25,7 +25,7 @@ from rich.table import Table
 from streams.errors import TradeloopError
 from streams.settings import Settings
 from tradeloop.ui.output import echo_json
-from trainers.allocator_history import latest_per_portfolio, read_history, read_published_weights
+from trainers.allocator.history import latest_per_portfolio, read_history, read_published_weights
 from trainers.registry import ModelRegistry, promote, rollback
 
 __all__ = ["register"]

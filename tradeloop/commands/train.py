@@ -48,8 +48,8 @@ def trainer(
     Ctrl-C, SIGTERM or SIGHUP stops it (within TRADELOOP_STOP_GRACE_SECONDS); a run in progress
     resumes from its checkpoint next time.
     """
-    from trainers.loop import TrainerLoop
-    from trainers.rllib_ppo import ensure_ray, shutdown_ray
+    from trainers.rl.ppo import ensure_ray, shutdown_ray
+    from trainers.run.loop import TrainerLoop
 
     settings = _with_ray(ctx.obj, ray_address)
     stop = threading.Event()
@@ -100,11 +100,11 @@ def train(
         raise typer.Exit(0)
     if model not in ("sizer", "allocator"):
         raise typer.BadParameter("sizer or allocator", param_hint="--model")
-    from trainers.allocator_loop import train_allocator_once
-    from trainers.loop import train_once
+    from trainers.allocator.track import train_allocator_once
+    from trainers.sizer.track import train_sizer_once
 
     settings = _with_ray(ctx.obj, ray_address)
-    once_fn = train_allocator_once if model == "allocator" else train_once
+    once_fn = train_allocator_once if model == "allocator" else train_sizer_once
     outcome = once_fn(
         settings, full=full, publish=publish, ingest=not no_ingest, console=Console(stderr=True)
     )
@@ -144,7 +144,7 @@ def log(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show the training log (runs and their iterations), or export it with ``--export csv``."""
-    from trainers.trainlog import TrainLog
+    from trainers.store.trainlog import TrainLog
 
     settings: Settings = ctx.obj
     trainlog = TrainLog.open(settings.data_dir)

@@ -49,7 +49,7 @@ def clean_disk(settings: Settings) -> Action:
 
     def clean(problem: Problem) -> str:
         from trainers.registry import ModelRegistry
-        from trainers.replay import ReplayStore
+        from trainers.store.replay import ReplayStore
 
         layout = DataDir(settings.data_dir)
         pruned: list[str] = []

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.batches import to_columns
+from streams.partitioning import partition_for
 from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal, trade
 
 FAR_FUTURE = T0 + 10**9 * SECOND
@@ -50,3 +52,27 @@ def bad_inputs() -> list[tuple[str, str, bytes | None, bytes]]:
 def duplicate_trade() -> tuple[bytes, bytes]:
     """The same trade twice: the second copy is a duplicate."""
     return b"BTC", _encoded("trades", trade("dup-1", T0 + 5 * SECOND, "BTC", 100.0, 1.0))
+
+
+def _other_symbol(symbol: str, partitions: int) -> str:
+    """A symbol that Kafka's default partitioner puts on another partition than ``symbol``."""
+    home = partition_for(symbol.encode(), partitions)
+    return next(s for s in (f"ALT{i}" for i in range(100)) if partition_for(s.encode(), partitions) != home)
+
+
+def bad_batches(partitions: int) -> list[tuple[str, str, bytes, bytes, int | None]]:
+    """(topic, reason, key, value, index of the bad event or None for the whole record) per class."""
+    trades = [trade(f"b-{i}", T0 + i * SECOND, "BTC", 100.0 + i) for i in range(5)]
+    bad_price = [dict(t) for t in trades]
+    bad_price[2]["price"] = -3.0
+    ragged = to_columns("trades", trades)
+    ragged["size"] = ragged["size"][:3]
+    far = _other_symbol("BTC", partitions)
+    sigs = [signal(f"bs-{i}", T0 + i * SECOND, symbol="BTC") for i in range(3)]
+    sigs[1] = signal("bs-1", T0 + SECOND, symbol=far)
+    return [
+        ("trades", "non_positive_price", b"BTC", CODEC.encode_batch("trades", to_columns("trades", bad_price)), 2),
+        ("trades", "ragged_batch", b"BTC", CODEC.encode_batch("trades", ragged), None),
+        ("trades", "empty_batch", b"BTC", CODEC.encode_batch("trades", to_columns("trades", [])), None),
+        ("signals", "wrong_partition", b"BTC", CODEC.encode_batch("signals", to_columns("signals", sigs)), 1),
+    ]  # fmt: skip

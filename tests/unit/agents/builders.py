@@ -37,7 +37,7 @@ def outcome(signal_id: str, ts: int, return_unit: float = 0.01, symbol: str = "B
         "event_id": event_id or f"o-{signal_id}", "ts": ts, "signal_id": signal_id, "symbol": symbol,
         "strategy": strategy, "entry_price": 100.0, "exit_price": 100.0 * (1 + return_unit),
         "size_multiplier": 1.0, "return_unit": return_unit, "pnl": 100.0 * return_unit, "fees": 0.01,
-        "exit_reason": "TIME",
+        "exit_reason": "TIME", "side": "BUY",
     }  # fmt: skip
 
 

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -18,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from streams.consumer import EventConsumer
-from streams.producer import EventProducer
 from streams.settings import Settings
 
-__all__ = ["ExperienceCopies", "WorkerProcess", "live_engine", "read_topic", "settings_env", "wait_for"]
+__all__ = ["ExperienceCopies", "WorkerProcess", "read_topic", "settings_env", "wait_for"]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -104,29 +102,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: Cal
             raise AssertionError(f"worker died while waiting for {what}:\n{worker.log()[-4000:]}")
     tail = worker.log()[-4000:] if worker is not None else ""
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
-
-
-Event = tuple[str, str, dict[str, Any]]
-
-
-def live_engine(
-    settings: Settings, events: list[Event], go: threading.Event | None = None
-) -> threading.Thread:
-    """A started thread that produces ``events`` like a live engine: 250 every 0.3 s (after ``go``)."""
-
-    def produce() -> None:
-        if go is not None:
-            go.wait(120)
-        with EventProducer(settings, "live-engine") as producer:
-            for start in range(0, len(events), 250):
-                for topic, key, record in events[start : start + 250]:
-                    producer.send(topic, key, record)
-                producer.flush()
-                time.sleep(0.3)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    return thread
 
 
 class ExperienceCopies:

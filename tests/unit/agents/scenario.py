@@ -1,8 +1,12 @@
 """A deterministic stream of engine events covering every join case, and its expected experiences.
 
 The expectation comes from the pure handlers (Market + Joiner in one process); because join
-decisions depend only on the order of events within a partition, a worker consuming the same
-topics must produce exactly these records, byte for byte.
+decisions depend only on the order of events within a lane, a worker consuming the same
+topics must produce exactly these records, byte for byte, whether the events travel one per
+record or many per batch record.
+
+Signals and outcomes are keyed by symbol (the contract), except every fifth pair, which is keyed by
+signal id as 0.1 engines did: the worker forwards those to their symbol's partition.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.routing import partition_for
 from streams.config.agents import AgentSettings
+from streams.partitioning import partition_for
 from tests.unit.agents.builders import SECOND, T0, outcome, signal, trade
 from tests.unit.agents.harness import Harness
 
@@ -65,6 +69,7 @@ def build(n_signals: int = 60, seed: int = 7, partitions: int = 3, prefix: str =
     step = (540 - 60) * SECOND // max(1, n_signals)
     for i in range(n_signals):
         sid = f"{prefix}-{i:04d}"
+        key = sid if i % 5 == 4 else SYMBOLS[i % 2]  # every fifth pair keyed by signal id (0.1 keying)
         sc.signal_ids.append(sid)
         ts = T0 + 60 * SECOND + i * step + int(rng.integers(0, SECOND))
         sig = signal(sid, ts, symbol=SYMBOLS[i % 2], horizon=30.0, score=float(rng.uniform(0, 1)),
@@ -73,43 +78,52 @@ def build(n_signals: int = 60, seed: int = 7, partitions: int = 3, prefix: str =
                       symbol=SYMBOLS[i % 2], strategy=f"strat-{i % 3}")  # fmt: skip
         kind = i % 6
         if kind == 0:  # no outcome ever: CENSORED
-            sc.joins.append(("signals", sid, sig))
+            sc.joins.append(("signals", key, sig))
         elif kind == 1:  # outcome after the watermark passed the deadline: CENSORED then CORRECTION
-            sc.joins.append(("signals", sid, sig))
-            sc.late.append(("outcomes", sid, {**out, "ts": ts + 40 * SECOND}))
+            sc.joins.append(("signals", key, sig))
+            sc.late.append(("outcomes", key, {**out, "ts": ts + 40 * SECOND}))
         elif kind == 2:  # outcome produced before its signal: COMPLETE
-            sc.joins += [("outcomes", sid, out), ("signals", sid, sig)]
+            sc.joins += [("outcomes", key, out), ("signals", key, sig)]
         elif kind == 3:  # the signal twice: one experience, one dead letter
-            sc.joins += [("signals", sid, sig), ("signals", sid, sig), ("outcomes", sid, out)]
+            sc.joins += [("signals", key, sig), ("signals", key, sig), ("outcomes", key, out)]
         elif kind == 4:  # two outcomes with different ids: the second is dead-lettered
             dup = {**out, "event_id": f"{out['event_id']}-again", "return_unit": 0.5}
-            sc.joins += [("signals", sid, sig), ("outcomes", sid, out), ("outcomes", sid, dup)]
+            sc.joins += [("signals", key, sig), ("outcomes", key, out), ("outcomes", key, dup)]
         else:
-            sc.joins += [("signals", sid, sig), ("outcomes", sid, out)]
-    # Sentinels move every join lane's watermarks past the data: one signal and outcome per
-    # (symbol, source partition), since the join keeps its clocks per lane (see agents.join).
+            sc.joins += [("signals", key, sig), ("outcomes", key, out)]
+    # Sentinels move every join lane's watermarks past the data, since the join keeps its clocks
+    # per lane (see agents.join): per symbol, one pair keyed by symbol (lane (p, p)) and one keyed
+    # by a signal id on each source partition (the forwarded lanes).
     for symbol in SYMBOLS:
+        sentinels = [f"{prefix}-sentinel-{symbol}"]
         covered: set[int] = set()
         k = 0
         while len(covered) < partitions:
             sid = f"{prefix}-sentinel-{symbol}-{k}"
             k += 1
-            if partition_of(sid, partitions) in covered:
-                continue
-            covered.add(partition_of(sid, partitions))
+            if partition_of(sid, partitions) not in covered:
+                covered.add(partition_of(sid, partitions))
+                sentinels.append(sid)
+        for n, sid in enumerate(sentinels):
+            key = symbol if n == 0 else sid
             sc.signal_ids.append(sid)
-            sc.joins.append(("signals", sid, signal(sid, SENTINEL, symbol=symbol, horizon=5.0)))
-            sc.joins.append(("outcomes", sid, outcome(sid, SENTINEL + SECOND, 0.001, symbol=symbol)))
+            sc.joins.append(("signals", key, signal(sid, SENTINEL, symbol=symbol, horizon=5.0)))
+            sc.joins.append(("outcomes", key, outcome(sid, SENTINEL + SECOND, 0.001, symbol=symbol)))
     return sc
+
+
+def coordinates(key: str, record: dict[str, Any], partitions: int) -> tuple[int, int | None]:
+    """(source partition, route or None): where the producer puts an event, where the join takes it."""
+    source, home = partition_of(key, partitions), partition_of(record["symbol"], partitions)
+    return source, (None if source == home else home)
 
 
 def expected(sc: Scenario, settings: AgentSettings, partitions: int = 3) -> Harness:
     """Run the scenario through the pure handlers, with the partitions the producer would pick."""
-    h = Harness(settings)
+    h = Harness(settings, partitions)
     msgs = [h.msg("trades", r, partition_of(k, partitions)) for _, k, r in sc.trades]
     h.market.handle(msgs, h.now)
-    batch = [h.msg(t, r, partition_of(k, partitions), partition_of(r["symbol"], partitions))
-             for t, k, r in sc.joins + sc.late]  # fmt: skip
+    batch = [h.msg(t, r, *coordinates(k, r, partitions), key=k.encode()) for t, k, r in sc.joins + sc.late]
     for start in range(0, len(batch), 50):
-        h._take(h.joiner.handle(batch[start : start + 50], h.now))
+        h.join(batch[start : start + 50])
     return h

@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 
-from agents.experience import integrity_hash
 from agents.join import DUPLICATE_OUTCOME, DUPLICATE_SIGNAL, ORPHAN_OUTCOME
 from agents.join_state import Entry
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
+from streams.integrity import verify
 from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal
 from tests.unit.agents.harness import Harness
 
@@ -33,7 +33,8 @@ def test_signal_then_outcome_gives_one_complete_experience_with_point_in_time_st
     assert exp["return_unit"] == 0.02 and exp["outcome_ts"] == ts + 20 * S
     assert len(exp["state"]) == SIZER_SPEC.size and exp["completeness"] == 1.0
     assert exp["profitability"] == np.tanh(0.02 / 0.01) and exp["priority"] > 1.0
-    assert exp["integrity_hash"] == integrity_hash(exp)
+    value = h.values[("a", 0)]
+    assert verify(value) and CODEC.decode("experiences", value) == exp
     assert h.joiner.pending() == 0
 
 
@@ -121,8 +122,8 @@ def test_redelivered_offsets_after_a_restart_change_nothing() -> None:
     h = Harness()
     warm(h)
     msgs = [h.msg("signals", signal("a", T0 + 90 * S)), h.msg("outcomes", outcome("a", T0 + 95 * S))]
-    h._take(h.joiner.handle(msgs, h.now))
-    again = h.joiner.handle(msgs, h.now)
+    h.join(msgs)
+    again = h.join(msgs)
     assert again.experiences == [] and again.dead == [] and again.results["redelivered"] == 2
 
 
@@ -142,14 +143,14 @@ def test_restart_from_persisted_state_continues_exactly_once() -> None:
     warm(crashed)
     msgs = [crashed.msg(t, r) for t, r in events]
     for m in msgs[:25]:
-        crashed._take(crashed.joiner.handle([m], crashed.now))
+        crashed.join([m])
     restarted = Harness(settings)
     restarted.market = crashed.market
     restarted.table = dict(crashed.table)
     restarted.joiner.market = crashed.market
     restarted.joiner.load(restarted.table.items(), restarted.now)
     for m in msgs[20:]:  # offsets 20..24 are redelivered
-        restarted._take(restarted.joiner.handle([m], restarted.now))
+        restarted.join([m])
     combined = {**crashed.encoded(), **restarted.encoded()}
     assert len(crashed.experiences) + len(restarted.experiences) == len(combined), "no duplicates"
     assert combined == full.encoded()
@@ -204,10 +205,43 @@ def test_signal_during_a_price_move_is_premium_with_higher_priority() -> None:
     assert exp[("hot", 0)]["priority"] == exp[("calm", 0)]["priority"] * 1.5
 
 
-def test_entry_round_trips_through_json() -> None:
+def test_entry_round_trips_through_its_bytes_at_every_stage() -> None:
     h = Harness()
     warm(h)
+    checked = []
+
+    def check(signal_id: str) -> Entry:
+        entry = h.joiner.entries[signal_id]
+        again = Entry.from_bytes(signal_id, entry.to_bytes())
+        assert again == entry and again.to_bytes() == entry.to_bytes()
+        checked.append(entry.to_bytes())
+        return again
+
     h.feed(("signals", signal("a", T0 + 90 * S)))
-    entry = h.joiner.entries["a"]
-    again = Entry.from_json("a", entry.to_json())
-    assert again.to_json() == entry.to_json()
+    assert check("a").resolved is not None and check("a").signal is not None
+    h.feed(("outcomes", outcome("ghost", T0 + 91 * S)))
+    assert check("ghost").orphan is not None
+    h.feed(("outcomes", outcome("a", T0 + 95 * S)))
+    assert check("a").final  # reduced to what duplicate detection needs
+    assert len(set(checked)) == 3  # a pending signal, an orphan-to-be, a final entry
+
+
+def test_assign_keeps_held_partitions_drops_given_away_ones_and_loads_new_ones() -> None:
+    """A rebalance: the join holds exactly the partitions assigned, new ones from the table."""
+    h = Harness(partitions=1)
+    warm(h)
+    for p in range(3):
+        h.join([h.msg("signals", signal(f"p{p}", T0 + 90 * S), p, key=b"BTC")])
+    table = dict(h.table)
+    assert {e.route for e in h.joiner.entries.values()} == {0, 1, 2}
+    worker = Harness(partitions=1).joiner
+    worker.market = h.market
+    assert worker.assign(table.items(), h.now, {0, 1}) == 2
+    assert set(worker.entries) == {"p0", "p1"}
+    kept = worker.entries["p0"]
+    assert worker.assign(table.items(), h.now, {0, 2}) == 1  # p1 given away, p2 new
+    assert set(worker.entries) == {"p0", "p2"} and worker.entries["p0"] is kept
+    assert {lane[0] for lane in worker.clocks} == {0, 2}
+    # Writes after the rebalance continue the record log of the held partitions.
+    worker.handle([], h.now)
+    assert all(key.startswith(b"e:") or key.startswith(b"\x00clock") for _, key, _ in worker.tick(h.now).writes)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.periods import MARKET_FEATURES, Periods, PortfolioState
+from agents.periods import MARKET_FEATURES, Contribution, Periods, PortfolioState, period_inputs
 from agents.validate import Inbound
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
@@ -31,16 +31,21 @@ def exp(i: int, strategy: str, outcome_ts: int, ret: float | None, portfolio: st
     }  # fmt: skip
 
 
+def messages(records: list[dict[str, Any]], start_offset: int = 0) -> list[Inbound]:
+    """One internal period record per experience, as the join would send them one batch at a time."""
+    msgs = []
+    for i, record in enumerate(records):
+        for portfolio, value in period_inputs([record]):
+            msgs.append(Inbound("periods-by-portfolio", "t.internal", 0, start_offset + i, portfolio.encode(), value))
+    return msgs
+
+
 def feed(periods: Periods, records: list[dict[str, Any]], start_offset: int = 0, now: int = T0) -> list[dict]:
-    msgs = [
-        Inbound("experiences", "t.internal", 0, start_offset + i, r["portfolio"].encode(), CODEC.encode("experiences", r))
-        for i, r in enumerate(records)
-    ]  # fmt: skip
-    return [r for _, r in periods.handle(msgs, now).periods]
+    return [r for _, r in periods.handle(messages(records, start_offset), now).periods]
 
 
 def test_returns_per_strategy_per_tumbling_period_in_sorted_strategy_order() -> None:
-    periods = Periods(SETTINGS, CODEC)
+    periods = Periods(SETTINGS)
     out = feed(periods, [
         exp(1, "zeta", T0 + 10 * SECOND, 0.01), exp(2, "alpha", T0 + 20 * SECOND, -0.02),
         exp(3, "zeta", T0 + 30 * SECOND, 0.03), exp(4, "alpha", T0 + 70 * SECOND, 0.05),
@@ -64,26 +69,23 @@ def test_returns_per_strategy_per_tumbling_period_in_sorted_strategy_order() -> 
 
 
 def test_duplicate_experiences_are_counted_once_and_redeliveries_skipped() -> None:
-    periods = Periods(SETTINGS, CODEC)
+    periods = Periods(SETTINGS)
     one = exp(1, "a", T0 + 10 * SECOND, 0.01)
     feed(periods, [one])
     feed(periods, [one], start_offset=0)  # redelivered offset: silently skipped
-    batch = periods.handle(
-        [Inbound("experiences", "t.i", 0, 7, b"main", CODEC.encode("experiences", one))], T0
-    )
+    batch = periods.handle(messages([one], start_offset=7), T0)
     assert [d.reason for d in batch.dead] == ["duplicate"]
     out = feed(periods, [exp(2, "a", T0 + 300 * SECOND, 0.0)], start_offset=8)
     assert out[0]["strategy_returns"] == [0.01]
 
 
 def test_idle_portfolio_closes_by_watermark_plus_idle_time_and_state_persists() -> None:
-    periods = Periods(SETTINGS, CODEC)
+    periods = Periods(SETTINGS)
     table: dict[bytes, bytes] = {}
-    batch = periods.handle([Inbound("experiences", "t.i", 0, 0, b"main",
-                                    CODEC.encode("experiences", exp(1, "a", T0 + 50 * SECOND, 0.01)))], T0)  # fmt: skip
+    batch = periods.handle(messages([exp(1, "a", T0 + 50 * SECOND, 0.01)]), T0)
     for _, key, value in batch.writes:
         table[key] = value  # type: ignore[assignment]
-    restored = Periods(SETTINGS, CODEC)
+    restored = Periods(SETTINGS)
     restored.load(table.items(), now=T0)
     assert restored.tick(T0 + 1 * SECOND).periods == []
     closed = restored.tick(T0 + 20 * SECOND).periods  # idle 20 s: watermark 50 s + 20 s >= 60 s + 5 s
@@ -92,12 +94,30 @@ def test_idle_portfolio_closes_by_watermark_plus_idle_time_and_state_persists() 
 
 def test_late_experience_goes_to_the_oldest_open_period() -> None:
     state = PortfolioState("main", SETTINGS)
-    state.add(
-        {"strategy": "a", "return_unit": 0.01, "outcome_ts": 130 * SECOND, "state": [], "premium": True}
-    )
+    state.add(Contribution("e1", "a", 0.01, 130 * SECOND, True, None))
     assert state.close_until(200 * SECOND)[0]["period_start"] == 120 * SECOND
-    state.add(
-        {"strategy": "a", "return_unit": 0.02, "outcome_ts": 10 * SECOND, "state": [], "premium": False}
-    )
+    state.add(Contribution("e2", "a", 0.02, 10 * SECOND, False, None))
     [late] = state.close_until(300 * SECOND)[:1]
     assert late["period_start"] == 180 * SECOND and late["strategy_returns"] == [0.02]
+
+
+def test_market_and_regime_features_are_means_over_the_periods_experiences() -> None:
+    periods = Periods(SETTINGS)
+    records = []
+    for i, (cross, ratio, ret30) in enumerate([(0.01, 2.0, 0.03), (-0.02, 1.0, 0.01), (0.03, 1.6, -0.02)]):
+        record = exp(i, "a", T0 + (10 + i) * SECOND, 0.01, premium=i == 0)
+        offset = len(SIZER_SPEC.signal) + len(SIZER_SPEC.engine)
+        for name, value in (("ema_cross", cross), ("rv_ratio_1m_30m", ratio), ("ret_30m", ret30)):
+            record["state"][offset + SIZER_SPEC.stream.index(name)] = value
+        records.append(record)
+    records.append(exp(9, "a", T0 + 200 * SECOND, 0.0))
+    first = feed(periods, records)[0]
+    market = dict(zip(MARKET_FEATURES, first["market"], strict=True))
+    assert market["ema_cross"] == pytest.approx(np.mean([0.01, -0.02, 0.03]))
+    assert market["ret_30m"] == pytest.approx(np.mean([0.03, 0.01, -0.02]))
+    assert first["regime"] == pytest.approx([1 / 3, 2 / 3, 2 / 3, 1 / 3])
+
+
+def test_a_malformed_period_record_is_a_dead_letter() -> None:
+    batch = Periods(SETTINGS).handle([Inbound("periods-by-portfolio", "t.i", 0, 0, b"main", b"\x01\x02")], T0)
+    assert [d.reason for d in batch.dead] == ["bad_period_input"] and batch.periods == []

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from agents.deadletter import DeadLetter
 from agents.validate import Inbound, Validator
+from streams.batches import to_columns
 from streams.schemas import SchemaRegistry
-from tests.unit.agents.builders import CODEC, T0, signal, trade
+from tests.unit.agents.builders import CODEC, T0, outcome, signal, trade
 
 NOW = T0 + 10**10
 TOPICS = ("trades", "signals", "outcomes")
@@ -51,3 +52,38 @@ def test_huge_strings_are_handled_not_fatal(size: int) -> None:
         )
         is not None
     )
+
+
+_NUMBER = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1.0, -1.0, 1.5, 1e300])
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries({
+            "price": _NUMBER, "score": _NUMBER, "horizon_seconds": _NUMBER, "action": _NUMBER,
+            "ts": st.sampled_from([-5, 0, 1, T0, NOW + 10**12]), "symbol": st.sampled_from(["", "BTC"]),
+            "feature": _NUMBER, "entry_price": _NUMBER, "fees": _NUMBER, "return_unit": _NUMBER,
+        }),
+        min_size=1,
+        max_size=8,
+    ),
+    topic=st.sampled_from(["signals", "outcomes"]),
+)
+def test_rows_the_column_checks_pass_are_rows_the_record_checks_pass(rows: list, topic: str) -> None:
+    records = []
+    for i, r in enumerate(rows):
+        base = signal(f"s{i}", r["ts"]) if topic == "signals" else outcome(f"s{i}", r["ts"])
+        fields = ("price", "score", "horizon_seconds", "action") if topic == "signals" else (
+            "entry_price", "fees", "return_unit")  # fmt: skip
+        record = {**base, **{k: r[k] for k in fields}, "symbol": r["symbol"]}
+        if topic == "signals":
+            record["features"] = {"eng_zscore": r["feature"]}
+        records.append(record)
+    validator = Validator(CODEC, 300)
+    flagged = validator.suspects(topic, to_columns(topic, records), NOW)
+    for record, suspect in zip(records, flagged, strict=True):
+        if not suspect:
+            assert validator.problem(topic, record, None, NOW, check_key=False) is None

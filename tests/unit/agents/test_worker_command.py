@@ -39,6 +39,6 @@ def test_app_settings_follow_the_settings_object(tmp_path) -> None:
 
 def test_worker_wires_four_agents_and_three_tables() -> None:
     built = StreamWorker(Settings(kafka_bootstrap="h1:9092", topic_prefix="p."))
-    assert sorted(a.name for a in built.app.agents.values()) == ["features", "join", "periods", "route"]
+    assert sorted(a.name for a in built.app.agents.values()) == ["features", "forwarded", "join", "periods"]
     assert sorted(built.app.tables) == ["join", "market", "periods"]
     assert built.logical["p.signals"] == "signals" and built.logical["p.outcomes"] == "outcomes"

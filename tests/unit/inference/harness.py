@@ -120,7 +120,7 @@ class Engine:
             "event_id": new_event_id(), "ts": now_us(), "signal_id": signal_id, "symbol": symbol,
             "strategy": "momentum_fast", "entry_price": 100.0, "exit_price": 100.0 * (1 + return_unit),
             "size_multiplier": multiplier, "return_unit": return_unit, "pnl": return_unit * 1000 * multiplier,
-            "fees": 0.0, "exit_reason": "TIME",
+            "fees": 0.0, "exit_reason": "TIME", "side": "BUY",
         }  # fmt: skip
         self.producer.send(OUTCOMES, signal_id, record)
         self.producer.poll(0)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
 from streams.errors import ConfigError
 from streams.settings import Settings
-from tradeloop.ops import pace
 from tradeloop.ops.pace import up_settings
 
 
@@ -33,8 +30,3 @@ def test_explicit_settings_win() -> None:
 def test_a_bad_speed_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         up_settings(Settings(), "fast")
-
-
-def test_docstring_examples_run() -> None:
-    failed, tried = doctest.testmod(pace)
-    assert tried > 0 and failed == 0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
-from tradeloop.ops import uplift
 from tradeloop.ops.uplift import LiveUplift, WeightsUplift
 
 
@@ -62,8 +60,3 @@ def test_weights_uplift_scores_periods_only_while_learned_weights_are_in_force()
     assert live.periods == 2 and live.model_version is None and live.fallback_reason == "kill_switch"
     summary = live.summary()
     assert summary["weights_updates"] == 2 and summary["weights_uplift_vs_equal"] == round(0.0035, 6)
-
-
-def test_docstring_examples_run() -> None:
-    failed, tried = doctest.testmod(uplift)
-    assert tried > 0 and failed == 0

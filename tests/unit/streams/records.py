@@ -44,6 +44,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "pnl": 1.8,
         "fees": 0.2,
         "exit_reason": "TIME",
+        "side": "SELL",
     },
     "features": {
         "event_id": "f1",
@@ -165,6 +166,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "raw": b"\x00\x01",
         "reason": "bad_magic",
         "error": "first byte 0x00",
+        "batch_index": None,
     },
     "heartbeats": {
         "event_id": "h1",

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
-from streams import datadir
 from streams.datadir import DataDir
-from trainers.allocator_data import AllocationStore
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.runstate import RunDir, TrainerState
-from trainers.trainlog import TrainLog
+from trainers.run.state import RunDir, TrainerState
+from trainers.store.allocation import AllocationStore
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 
 def test_the_trainer_keeps_its_files_where_datadir_says(tmp_path: Path) -> None:
@@ -26,8 +24,3 @@ def test_the_trainer_keeps_its_files_where_datadir_says(tmp_path: Path) -> None:
     for model in ("sizer", "allocator"):
         assert TrainerState.path(tmp_path, model) == layout.trainer_state(model)
         assert RunDir.root(tmp_path, model) == layout.runs(model)
-
-
-def test_docstring_examples_run() -> None:
-    failed, tried = doctest.testmod(datadir)
-    assert tried > 0 and failed == 0

@@ -5,7 +5,6 @@ Real processes, no network: small Python scripts stand in for components.
 
 from __future__ import annotations
 
-import doctest
 import os
 import signal
 import subprocess
@@ -15,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from streams import lifetime
 
 ROOT = Path(__file__).resolve().parents[3]
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc are Linux's")
@@ -105,8 +102,8 @@ STUCK = """
 """
 STUCK_ASYNCIO = """
     import asyncio
-    from streams.lifetime import DeadlineEventLoop, StopDeadline
-    loop = DeadlineEventLoop(StopDeadline(1.0))
+    from streams.lifetime import StopDeadline, deadline_event_loop
+    loop = deadline_event_loop(StopDeadline(1.0))
     asyncio.set_event_loop(loop)
     stopping = []
 
@@ -118,6 +115,10 @@ STUCK_ASYNCIO = """
 
     loop.run_until_complete(app())
 """
+STUCK_UVLOOP = STUCK_ASYNCIO.replace(
+    "deadline_event_loop(StopDeadline(1.0))",
+    "deadline_event_loop(StopDeadline(1.0), __import__('uvloop').Loop)",
+)
 
 
 @pytest.mark.parametrize(
@@ -127,8 +128,9 @@ STUCK_ASYNCIO = """
         (STUCK, signal.SIGINT),
         (STUCK, signal.SIGHUP),
         (STUCK_ASYNCIO, signal.SIGTERM),
+        (STUCK_UVLOOP, signal.SIGTERM),
     ],
-    ids=["handler-SIGTERM", "handler-SIGINT", "handler-SIGHUP", "asyncio-SIGTERM"],
+    ids=["handler-SIGTERM", "handler-SIGINT", "handler-SIGHUP", "asyncio-SIGTERM", "uvloop-SIGTERM"],
 )
 def test_a_stop_that_hangs_ends_at_the_deadline_with_a_stack_dump(
     script: str, signum: signal.Signals
@@ -146,11 +148,6 @@ def test_a_stop_that_hangs_ends_at_the_deadline_with_a_stack_dump(
     assert "stop deadline of 1s passed" in err and "most recent call first" in err  # the stuck threads
     if int(helper):
         wait_gone(int(helper), 2.0)  # what it left in its process group went with it
-
-
-def test_docstring_examples_run() -> None:
-    failed, tried = doctest.testmod(lifetime)
-    assert tried > 0 and failed == 0
 
 
 @LINUX

@@ -9,9 +9,10 @@ import pytest
 
 from streams.compat import backward_problems
 from streams.schemas import SCHEMA_DIR, SchemaRegistry
-from streams.topics import ALL_TOPICS
+from streams.topics import ALL_TOPICS, BATCH_SCHEMA_OF_TOPIC
 
 CURRENT = sorted(SCHEMA_DIR.glob("*.avsc"))
+BATCHES = set(BATCH_SCHEMA_OF_TOPIC.values())
 
 
 def _fields(schema: dict) -> list[dict]:
@@ -26,7 +27,17 @@ def test_every_field_has_a_doc_and_events_have_id_and_time(path: Path) -> None:
     assert all(f.get("doc") for f in fields), [f["name"] for f in fields if not f.get("doc")]
     names = [f["name"] for f in fields]
     assert names[:2] == ["event_id", "ts"]
-    assert fields[1]["type"] == {"type": "long", "logicalType": "timestamp-micros"}
+    ts = fields[1]["type"]["items"] if path.stem in BATCHES else fields[1]["type"]
+    assert ts == {"type": "long", "logicalType": "timestamp-micros"}
+
+
+@pytest.mark.parametrize(("topic", "batch"), BATCH_SCHEMA_OF_TOPIC.items())
+def test_every_batch_schema_is_one_array_per_field_of_its_single_schema(topic: str, batch: str) -> None:
+    registry = SchemaRegistry.default()
+    single, columns = registry.for_topic(topic).json, registry.get(batch).json
+    assert [f["name"] for f in columns["fields"]] == [f["name"] for f in single["fields"]]
+    for field, column in zip(single["fields"], columns["fields"], strict=True):
+        assert column["type"] == {"type": "array", "items": field["type"]}, field["name"]
 
 
 def test_every_topic_has_a_schema_file() -> None:

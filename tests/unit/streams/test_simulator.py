@@ -85,7 +85,7 @@ def test_records_are_in_event_time_order_with_valid_fields() -> None:
         assert 0.0 <= s["score"] <= 1.0 and s["price"] > 0 and s["horizon_seconds"] > 0
         assert s["family"] in FAMILIES and s["strategy"].startswith(s["family"])
         assert s["action"] == 1.0 and s["model_version"] is None and s["portfolio"] == "main"
-    assert all(e.key == e.record["signal_id"] for e in events if e.topic in (SIGNALS, OUTCOMES))
+    assert all(e.key == e.record["symbol"] for e in events if e.topic in (SIGNALS, OUTCOMES))
 
 
 def test_outcomes_close_their_signals_consistently() -> None:

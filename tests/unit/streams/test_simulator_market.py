@@ -38,7 +38,7 @@ def run() -> Run:
             signals.append(event.record)
             regimes.append(sim.regime(event.record["symbol"]))
         elif event.topic == OUTCOMES:
-            outcomes[event.key] = event.record["return_unit"]
+            outcomes[event.record["signal_id"]] = event.record["return_unit"]
     returns = np.array([outcomes[s["signal_id"]] for s in signals])
     oracle = np.array([sim.oracle(s["signal_id"]) for s in signals])
     return Run(sim, signals, regimes, returns, oracle)

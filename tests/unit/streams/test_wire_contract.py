@@ -13,9 +13,9 @@ import logging
 import fastavro
 import pytest
 
-from agents.routing import partition_for
 from streams.codec import LEGACY_HEADERS, Codec
 from streams.errors import SchemaDecodeError
+from streams.partitioning import partition_for
 from streams.schemas import SCHEMA_DIR, SchemaRegistry, strip_logical_types
 from streams.single_object import fingerprint64, fingerprint_hex, legacy_header
 from streams.topics import ALL_TOPICS

@@ -15,8 +15,8 @@ from tests.unit.trainers.test_registry import add_version
 from tradeloop.cli import _global
 from tradeloop.commands import data, models, train
 from trainers.registry import ModelRegistry
-from trainers.replay import ReplayStore
-from trainers.trainlog import TrainLog
+from trainers.store.replay import ReplayStore
+from trainers.store.trainlog import TrainLog
 
 
 @pytest.fixture()

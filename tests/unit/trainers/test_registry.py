@@ -11,16 +11,16 @@ from streams.errors import SignatureError
 from streams.features import SIZER_SPEC
 from streams.manifest import Manifest, onnx_digest, sign_manifest
 from trainers.errors import RegistryError
-from trainers.export import export_onnx
-from trainers.policy import SizerPolicyNet
 from trainers.registry import ModelRegistry, model_update_record
+from trainers.rl.policy import PolicyNet
+from trainers.sizer.export import export_onnx
 
 KEY = b"test-key"
 
 
 def add_version(registry: ModelRegistry, status: str = "candidate", key: bytes = KEY) -> str:
     version = registry.new_version()
-    onnx = export_onnx(SizerPolicyNet(SIZER_SPEC.size, [8]), SIZER_SPEC.size)
+    onnx = export_onnx(PolicyNet(SIZER_SPEC.size, [8]), SIZER_SPEC.size)
     manifest = Manifest(
         name="sizer", version=version, parent=registry.serving_version, created_us=1,
         feature_spec_version=SIZER_SPEC.version, feature_spec_digest=SIZER_SPEC.digest,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import re
 
-import pytest
 from rich.console import Console
 
 from streams.topics import ALL_TOPICS
-from tradeloop.ui import humanize, panel
+from tradeloop.ui import panel
 from tradeloop.ui.panel import (
     AllocatorView,
     BeatRow,
@@ -95,9 +93,3 @@ def test_empty_panel_before_anything_started() -> None:
     assert (
         len(lines) <= 40 and "none yet" in "\n".join(lines) and "no weights published yet" in "\n".join(lines)
     )
-
-
-@pytest.mark.parametrize("module", [humanize, panel])
-def test_docstring_examples_run(module: object) -> None:
-    failed, tried = doctest.testmod(module)  # type: ignore[arg-type]
-    assert tried > 0 and failed == 0

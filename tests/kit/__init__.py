@@ -1,0 +1,1 @@
+"""What unit tests, integration tests and benchmarks share: builders, harnesses, bus readers."""
