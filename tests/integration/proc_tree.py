@@ -1,6 +1,7 @@
 """Process trees from ``/proc``: who descends from a pid, and whether a pid is gone (Linux).
 
 Example:
+    >>> import os
     >>> os.getpid() in descendants(os.getppid()) or not Path("/proc").is_dir()
     True
 """
