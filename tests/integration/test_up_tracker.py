@@ -1,4 +1,4 @@
-"""``tradeloop up``'s live tracker reads the weights the engine receives and the periods that follow."""
+"""``tradeloop up``'s live tracker: model-sized signals (single or batched) and the weights the engine receives."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from streams.batches import to_columns
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import ALLOCATION_PERIODS, STRATEGY_WEIGHTS
+from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
 from tests.unit.streams.records import SAMPLES
 from tradeloop.ops.uplift import UpliftTracker
 
@@ -48,3 +49,26 @@ def test_learned_weights_score_the_periods_read_after_them(topics: Settings) -> 
     assert summary["weights_updates"] == 1 and summary["weights_periods_scored"] == 3
     assert summary["weights_uplift_vs_equal"] == pytest.approx(0.027)
     assert summary["weights_model_version"] == "v0001-x" and summary["weights_latest"] == {"a": 0.8, "b": 0.2}
+
+
+def test_model_sized_signals_in_batch_records_count_like_single_ones(topics: Settings) -> None:
+    """The SDK batches signals and outcomes; the sizer's live uplift reads them all the same."""
+    signals = [{**SAMPLES["signals"], "event_id": f"s{i}", "signal_id": f"sig-{i}", "action": 2.0,
+                "model_version": "v0001-x"} for i in range(3)]  # fmt: skip
+    outcomes = [{**SAMPLES["outcomes"], "event_id": f"o{i}", "signal_id": f"sig-{i}", "return_unit": 0.01}
+                for i in range(3)]  # fmt: skip
+    tracker = UpliftTracker(topics)
+    try:
+        with EventProducer(topics, "test-batches") as producer:
+            producer.send_raw(
+                SIGNALS, "BTC-USD", producer.codec.encode_batch(SIGNALS, to_columns(SIGNALS, signals[:2]))
+            )
+            producer.send(SIGNALS, "BTC-USD", signals[2])  # a single record beside the batch
+            producer.send_raw(
+                OUTCOMES, "BTC-USD", producer.codec.encode_batch(OUTCOMES, to_columns(OUTCOMES, outcomes))
+            )
+        poll_until(tracker, lambda: tracker.state.decisions_with_model == 3)
+    finally:
+        tracker.close()
+    assert tracker.unreadable == 0
+    assert tracker.state.uplift == pytest.approx(3 * (2.0 - 1.0) * 0.01)  # (action - 1) x return, per signal

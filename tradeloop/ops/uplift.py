@@ -1,7 +1,7 @@
 """Live uplift of the served models: what the engine earned with them against the simple rule.
 
-**Sizer.** Reads the engine's own signals and outcomes (not the worker's experiences, so the figure
-does not wait for the stream worker to catch up). For each signal whose size a model chose
+**Sizer.** Reads the engine's own signals and outcomes, single or in batch records (not the
+worker's experiences, so the figure does not wait for the stream worker to catch up). For each signal whose size a model chose
 (``model_version`` set) and whose outcome has arrived, the realised unit P&L is
 ``action x return_unit`` and the fixed-size counterfactual is ``return_unit``: exact, because P&L
 is linear in size (DESIGN.md section 5).
@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.batches import to_rows
 from streams.consumer import EventConsumer
-from streams.errors import SchemaDecodeError
+from streams.errors import BatchShapeError, SchemaDecodeError
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
 
@@ -42,7 +43,7 @@ class LiveUplift:
     _open: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)
     _early: dict[str, float] = field(default_factory=dict, repr=False)
 
-    def signal(self, record: dict[str, object]) -> None:
+    def signal(self, record: Mapping[str, Any]) -> None:
         version, action = record.get("model_version"), record.get("action")
         if version is None or not isinstance(action, float):
             return  # sized by the rule or at 1.0: not a model decision
@@ -53,7 +54,7 @@ class LiveUplift:
         else:
             self._open[signal_id] = (action, str(version))
 
-    def outcome(self, record: dict[str, object]) -> None:
+    def outcome(self, record: Mapping[str, Any]) -> None:
         unit = record.get("return_unit")
         if not isinstance(unit, float) or not math.isfinite(unit):
             return
@@ -155,20 +156,27 @@ class UpliftTracker:
 
     def poll(self, max_messages: int = 20_000) -> None:
         for message in self._consumer.poll_batch(max_messages, 0.05):
-            try:
-                record = self._consumer.decode(message)
-            except SchemaDecodeError:
-                self.unreadable += 1  # the stream worker dead-letters its inputs; here we only count
-                continue
             topic = self._consumer.logical(message.topic() or "")
-            if topic == SIGNALS:
-                self.state.signal(record)
-            elif topic == OUTCOMES:
-                self.state.outcome(record)
-            elif topic == STRATEGY_WEIGHTS:
-                self.weights.weights(record)
-            else:
-                self.weights.period(record)
+            try:
+                for record in self._records(topic, message.value() or b""):
+                    self._take(topic, record)
+            except (SchemaDecodeError, BatchShapeError):
+                self.unreadable += 1  # the stream worker dead-letters its inputs; here we only count
+
+    def _records(self, topic: str, data: bytes) -> list[dict[str, Any]]:
+        """The events in one Kafka record: a single event, or the rows of a batch record."""
+        record, batched = self._consumer.codec.decode_any(topic, data)
+        return to_rows(topic, record) if batched else [record]
+
+    def _take(self, topic: str, record: Mapping[str, Any]) -> None:
+        if topic == SIGNALS:
+            self.state.signal(record)
+        elif topic == OUTCOMES:
+            self.state.outcome(record)
+        elif topic == STRATEGY_WEIGHTS:
+            self.weights.weights(record)
+        else:
+            self.weights.period(record)
 
     def summary(self) -> dict[str, object]:
         """Both learners' live figures, for ``--summary-json``."""
