@@ -140,6 +140,7 @@ def stop_all(children: list[subprocess.Popen[bytes]], logs: Path) -> None:
 @pytest.fixture()
 def stack(topics: Settings, tmp_path: Path) -> Iterator[PrometheusAPI]:
     """The simulator and the health monitor as child processes, and Prometheus scraping both."""
+    prometheus_binary()  # skips before any child starts: a skipped test must not leave them running
     ports = {"simulator": free_port(), "health": free_port()}
     children = [
         start_component(topics, "simulator", SIMULATOR, ports["simulator"], tmp_path),
