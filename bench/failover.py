@@ -51,7 +51,7 @@ from streams.consumer import EventConsumer
 from streams.kafka import admin_config, producer_config
 from streams.partitioning import partition_for
 from streams.settings import Settings
-from tradeloop.supervisor import settings_env
+from tradeloop.ops.supervisor import settings_env
 
 console = Console()
 LOADED = re.compile(

@@ -4,7 +4,7 @@
 
 Starts the embedded broker on a free port (or uses ``--bootstrap``), creates the topics under a
 fresh prefix, and starts every registered component as its own process through
-:class:`tradeloop.supervisor.Supervisor`: the Faust stream worker (when ``tradeloop worker`` is
+:class:`tradeloop.ops.supervisor.Supervisor`: the Faust stream worker (when ``tradeloop worker`` is
 registered), the trainer and an inference worker. Once they publish heartbeats, the simulator runs
 paced for ``--seconds``, producing through the engine SDK's batching. The worker turns the events
 into features and experiences, the trainer ingests (and trains on) them, the inference worker reads
@@ -52,10 +52,10 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.config.simulator import SimulatorSettings
 from streams.errors import BrokerError
 from streams.settings import Settings
-from streams.status_collect import BusReader
-from streams.status_model import INPUT_TOPICS
 from tradeloop.commands import COMMAND_MODULES
-from tradeloop.supervisor import Supervisor
+from tradeloop.ops.status_collect import BusReader
+from tradeloop.ops.status_model import INPUT_TOPICS
+from tradeloop.ops.supervisor import Supervisor
 
 TARGET_EVENTS_PER_S = 10_000.0
 # (simulator settings, pace) of each market shape, ~10,500 events/s.

@@ -60,7 +60,7 @@ from streams.features import ENGINE_FEATURES
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, FEATURES, OUTCOMES, PRICE_MOVES, SIGNALS, TRADES
-from tradeloop.supervisor import settings_env
+from tradeloop.ops.supervisor import settings_env
 
 console = Console()
 T0 = 1_767_225_600_000_000

@@ -24,7 +24,9 @@ from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
 
-from streams.errors import BrokerError, BrokerNotFoundError
+from streams.errors import BrokerError, BrokerNotFoundError, PortInUseError
+from streams.lifetime import die_with_parent
+from streams.ports import describe_holder, port_free
 
 __all__ = [
     "EmbeddedBroker",
@@ -194,7 +196,20 @@ class EmbeddedBroker:
         return self._process.pid if self._process else None
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
-        """Start the broker and wait until it answers metadata requests."""
+        """Start the broker and wait until it answers metadata requests.
+
+        Tansu is started with :func:`~streams.lifetime.die_with_parent`: it stops when the thread
+        that started it dies, so start it from the main thread.
+
+        Raises:
+            PortInUseError: the port is taken; the message names the process that holds it.
+            BrokerError: Tansu did not start or answer within ``timeout`` seconds.
+        """
+        if not port_free(self.port):
+            raise PortInUseError(
+                f"port {self.port} on 127.0.0.1 is {describe_holder(self.port)}: stop that process, or "
+                "choose another port (TRADELOOP_BROKER_PORT, `tradeloop broker --port`)"
+            )
         url = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         command = [
@@ -203,7 +218,9 @@ class EmbeddedBroker:
         ]  # fmt: skip
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         finally:
             if self.log_path:
                 output.close()  # type: ignore[union-attr]
@@ -213,8 +230,9 @@ class EmbeddedBroker:
             self.stop()
             raise BrokerError(f"{exc}{self._log_tail()}") from None
         if self._process.poll() is not None:
-            raise BrokerError(
-                f"Tansu exited with code {self._process.returncode}; is port {self.port} taken?"
+            raise PortInUseError(
+                f"Tansu exited with code {self._process.returncode}: port {self.port} on 127.0.0.1 is "
+                f"{describe_holder(self.port)}"
             )
         log.info("embedded broker (Tansu, pid %s) ready at %s", self._process.pid, self.bootstrap)
         return self

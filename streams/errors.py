@@ -8,6 +8,7 @@ __all__ = [
     "BrokerNotFoundError",
     "ConfigError",
     "DeliveryError",
+    "PortInUseError",
     "SchemaDecodeError",
     "SchemaEncodeError",
     "SchemaError",
@@ -74,6 +75,10 @@ class BrokerError(TradeloopError):
 
 class BrokerNotFoundError(BrokerError):
     """No Tansu binary could be located for the embedded broker."""
+
+
+class PortInUseError(BrokerError):
+    """The embedded broker's port is taken; the message names the process that holds it."""
 
 
 class DeliveryError(BrokerError):

@@ -28,6 +28,7 @@ from streams.config.health import HealthSettings
 from streams.config.inference import InferenceSettings
 from streams.config.kafka import KafkaSecurity
 from streams.config.simulator import SimulatorSettings
+from streams.config.supervisor import SupervisorSettings
 from streams.config.trainer import TrainerSettings
 from streams.errors import ConfigError
 
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
     model_signing_key: SecretStr | None = Field(default=None, description="HMAC key for model manifests")
     model_signing_key_file: Path | None = None
     log_level: str = "INFO"
+    stop_grace_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="a process stopped by SIGTERM, SIGINT or SIGHUP exits within this many seconds, "
+        "finished or not (e.g. records an unreachable broker never acknowledged)",
+    )
 
     security: KafkaSecurity = KafkaSecurity()
     simulator: SimulatorSettings = SimulatorSettings()
@@ -103,6 +110,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     health: HealthSettings = HealthSettings()
     batching: BatchingSettings = BatchingSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
 
     @classmethod
     def settings_customise_sources(

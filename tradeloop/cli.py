@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from streams.errors import TradeloopError
+from streams.lifetime import watch_parent
 from streams.settings import Settings
 from tradeloop.commands import COMMAND_MODULES
 
@@ -49,6 +50,9 @@ def _global(
         int | None, typer.Option(help="Prometheus /metrics port of this process.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Supervised: stop when this parent process is gone.")
+    ] = None,
 ) -> None:
     """Global options; every one can also be set as a TRADELOOP_* environment variable."""
     flags: dict[str, Any] = {
@@ -77,6 +81,8 @@ def _global(
     logging.getLogger("librdkafka").setLevel(
         logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.CRITICAL
     )
+    if parent_pid is not None:  # started by a supervisor (`tradeloop up`): never outlive it
+        watch_parent(parent_pid)
     ctx.obj = settings
 
 

@@ -40,6 +40,7 @@ from typing import Any, Final
 import numpy as np
 
 from streams.clock import new_event_id, now_us
+from streams.datadir import DataDir
 from streams.manifest import Manifest, verify_update
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -106,7 +107,7 @@ class ModelRegistry:
 
     def __init__(self, data_dir: Path, name: str = "sizer", keep_versions: int = 10) -> None:
         self.name = name
-        self.root = data_dir / "models" / name
+        self.root = DataDir(data_dir).model(name)
         self.keep_versions = keep_versions
         (self.root / "versions").mkdir(parents=True, exist_ok=True)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from streams.clock import new_event_id
 from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError, TradeloopError
 from streams.heartbeat import Heartbeater, component_id
+from streams.lifetime import StopDeadline, on_stop_signals
 from streams.metrics import serve_metrics
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -67,6 +67,8 @@ from streams.topics import (
 __all__ = ["InferenceWorker", "main"]
 
 log = logging.getLogger(__name__)
+
+_STOPPING_FLUSH_SECONDS = 2.0  # the last wait for acknowledgements once a stop was requested
 
 
 class InferenceWorker:
@@ -135,10 +137,13 @@ class InferenceWorker:
         return list(self._errors)
 
     def run_forever(self, metrics_port: int | None = None) -> None:
-        """Start, serve ``/metrics``, block until SIGTERM/SIGINT or a thread fails, then stop."""
+        """Start, serve ``/metrics``, block until SIGTERM/SIGINT/SIGHUP or a thread fails, then stop.
+
+        A stop signal also arms a deadline: the process exits within ``stop_grace_seconds``, flushed
+        or not (an unreachable broker acknowledges nothing).
+        """
         serve_metrics(self.settings, COMPONENT, self.worker_id, metrics_port)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set())
+        on_stop_signals(self._stop.set, StopDeadline(self.settings.stop_grace_seconds))
         self.start()
         try:
             while not self._stop.wait(0.5):
@@ -247,10 +252,23 @@ class InferenceWorker:
         self._commit(consumer, asynchronous=False)
         self.assigned = frozenset()
 
+    def _flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for every decision to be acknowledged, but only a moment once the
+        worker is stopping: the wait is cut short by a stop request.
+
+        Raises:
+            DeliveryError: decisions still unacknowledged (or failed) when the wait ends.
+        """
+        deadline = time.monotonic() + timeout
+        while self.producer.pending() and not self._stop.is_set() and time.monotonic() < deadline:
+            self.producer.poll(0.1)
+        left = max(0.0, deadline - time.monotonic())  # never negative: flush(-1) would wait forever
+        self.producer.flush(min(left, _STOPPING_FLUSH_SECONDS) if self._stop.is_set() else left)
+
     def _commit(self, consumer: Any, asynchronous: bool) -> None:
         """Commit what was consumed, once every decision for it is acknowledged."""
         try:
-            self.producer.flush(10.0)
+            self._flush(10.0)
             consumer.commit(asynchronous=asynchronous)
         except KafkaException as exc:
             # _NO_OFFSET: nothing consumed since the last commit.

@@ -21,10 +21,10 @@ import pytest
 
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.status_collect import BusReader
 from streams.topics import EXPERIENCES
 from tests.integration.test_faults_broker import component_env, spawn, wait_until
 from tests.unit.trainers.conftest import bandit_records, make_record
+from tradeloop.ops.status_collect import BusReader
 from trainers.registry import ModelRegistry
 from trainers.run.state import RunDir
 from trainers.store.replay import ReplayStore

@@ -26,8 +26,8 @@ import yaml
 
 from streams.broker import free_port
 from streams.settings import Settings
-from streams.status import CHECKS
-from tradeloop.supervisor import settings_env
+from tradeloop.ops.status import CHECKS
+from tradeloop.ops.supervisor import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ run_simulation(Settings(), speed="x50", duration=90, progress=False)
 HEALTH = """
 import signal, threading
 from streams.config.health import HealthSettings
-from streams.health import run_health_monitor
+from tradeloop.ops.health import run_health_monitor
 from streams.metrics import serve_metrics
 from streams.settings import Settings
 settings = Settings()
@@ -140,6 +140,7 @@ def stop_all(children: list[subprocess.Popen[bytes]], logs: Path) -> None:
 @pytest.fixture()
 def stack(topics: Settings, tmp_path: Path) -> Iterator[PrometheusAPI]:
     """The simulator and the health monitor as child processes, and Prometheus scraping both."""
+    prometheus_binary()  # skips before any child starts: a skipped test must not leave them running
     ports = {"simulator": free_port(), "health": free_port()}
     children = [
         start_component(topics, "simulator", SIMULATOR, ports["simulator"], tmp_path),

@@ -15,16 +15,16 @@ from streams.broker import free_port
 from streams.config.health import HealthSettings
 from streams.consumer import EventConsumer
 from streams.errors import BrokerError
-from streams.health import HealthMonitor, run_health_monitor
 from streams.heartbeat import Heartbeater
 from streams.offsets import OffsetReader
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.status import CONSUMERS
-from streams.status_collect import BusReader
 from streams.topics import DEAD_LETTER, HEARTBEATS, TRADES
 from tests.integration.cli_apps import status_app
 from tradeloop.commands import status as status_command
+from tradeloop.ops.health import HealthMonitor, run_health_monitor
+from tradeloop.ops.status import CONSUMERS
+from tradeloop.ops.status_collect import BusReader
 
 pytestmark = pytest.mark.integration
 

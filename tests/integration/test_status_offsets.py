@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.settings import Settings
-from streams.status_collect import BusReader
 from streams.topics import TRADES
+from tradeloop.ops.status_collect import BusReader
 
 pytestmark = pytest.mark.integration
 

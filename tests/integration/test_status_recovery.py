@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 from streams.broker import free_port
 from streams.config.health import HealthSettings
 from streams.errors import TradeloopError
-from streams.health import CLEAN_DISK, RESTORE_MODEL, HealthMonitor
 from streams.heartbeat import Heartbeater
 from streams.manifest import Manifest, onnx_digest, sign_manifest
 from streams.settings import Settings
-from streams.status import MODEL_INTEGRITY, Problem
-from streams.status_collect import BusReader
 from tradeloop.commands import health as health_command
-from tradeloop.commands.health import default_actions, restart_child
-from tradeloop.supervisor import Supervisor
+from tradeloop.ops.actions import default_actions, restart_child
+from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, HealthMonitor
+from tradeloop.ops.status import MODEL_INTEGRITY, Problem
+from tradeloop.ops.status_collect import BusReader
+from tradeloop.ops.supervisor import Supervisor
 from trainers.errors import RegistryError
 from trainers.registry import ModelRegistry, promote
 
@@ -102,20 +102,31 @@ def test_health_once_prints_and_exits_like_status(topics: Settings) -> None:
     assert "UNHEALTHY" in result.stdout and "no tradeloop process is running" in result.stdout
 
 
-def test_restart_child_replaces_a_live_supervised_process(settings: Settings, tmp_path: Path) -> None:
+def test_restart_child_asks_the_supervisor_which_restarts_it(settings: Settings, tmp_path: Path) -> None:
     supervisor = Supervisor(settings, tmp_path / "logs")
     child = supervisor.start("trainer", ["broker", "--port", str(free_port())])  # any long-running command
     try:
         old = child.process
         assert old is not None
-        time.sleep(1.0)
+        ready = time.monotonic() + 60
+        while "broker ready" not in child.log_path.read_text(errors="replace"):  # handles SIGTERM now
+            assert time.monotonic() < ready and old.poll() is None, child.log_path.read_text()
+            time.sleep(0.2)
         summary = restart_child(supervisor, "trainer")(
             Problem("trainer-1", "training failed 3 runs in a row")
         )
-        assert old.returncode is not None, "the old process was stopped first"
-        assert child.alive and child.process is not None and child.process.pid != old.pid
-        assert child.restarts == 1
-        assert summary.startswith(f"restarted trainer (pid {old.pid} -> {child.process.pid}")
+        assert (
+            summary
+            == f"asked the supervisor to restart trainer (pid {old.pid}) for: training failed 3 runs in a row"
+        )
+        events = []
+        deadline = time.monotonic() + 30
+        while child.process is old or not child.alive:  # the supervisor restarts it from this thread
+            assert time.monotonic() < deadline, events
+            events += supervisor.supervise()
+            time.sleep(0.2)
+        assert old.returncode == 0, "the old process was stopped first, cleanly"
+        assert [e.kind for e in events] == ["exited", "restarted"] and child.restarts == 1
         with pytest.raises(TradeloopError, match="no supervised worker"):
             restart_child(supervisor, "worker")(Problem("w", "x"))
     finally:

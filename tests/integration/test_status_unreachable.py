@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from streams.broker import free_port
 from streams.settings import Settings
-from streams.status_collect import DEV_SIGNING_KEY_WARNING
 from tests.integration.cli_apps import status_app
+from tradeloop.ops.status_collect import DEV_SIGNING_KEY_WARNING
 
 pytestmark = pytest.mark.integration
 

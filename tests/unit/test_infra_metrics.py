@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_MODULES = (
     "streams.metrics",
-    "streams.health_metrics",
+    "tradeloop.ops.health_metrics",
     "streams.simulator.metrics",
     "agents.metrics",
     "agents.inference.metrics",

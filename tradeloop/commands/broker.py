@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 
 from streams.broker import EmbeddedBroker
+from streams.lifetime import StopDeadline, on_stop_signals
 from streams.settings import Settings
 
 __all__ = ["register"]
@@ -24,20 +24,18 @@ def broker(
     """Start the embedded Kafka-compatible broker (Tansu, in-memory) and wait until Ctrl-C or SIGTERM.
 
     Other commands find it with the default settings; from another shell, clients use the printed
-    bootstrap address. Data lives in memory: stopping the broker discards it.
+    bootstrap address. Data lives in memory: stopping the broker discards it. When the port is
+    taken, it says which process holds it.
     """
     settings: Settings = ctx.obj
     chosen = port if port is not None else settings.broker_port
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    on_stop_signals(stop.set, StopDeadline(settings.stop_grace_seconds))
     with EmbeddedBroker(port=chosen, binary=settings.tansu_bin) as running:
         Console().print(f"broker ready: bootstrap [bold]{running.bootstrap}[/bold]  (Ctrl-C stops it)")
-        try:
-            while not stop.wait(0.5):
-                if not running.running():
-                    raise typer.Exit(1)
-        except KeyboardInterrupt:
-            pass
+        while not stop.wait(0.5):
+            if not running.running():
+                raise typer.Exit(1)
     Console().print("broker stopped")
 
 

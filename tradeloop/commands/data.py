@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.settings import Settings
+from tradeloop.ui.output import echo_json
 from trainers.store.replay import ReplayStore
 
 __all__ = ["register"]
@@ -33,7 +33,7 @@ def stats(
     with ReplayStore.open(settings.data_dir) as store:
         found = store.stats()
     if as_json:
-        Console().print_json(json.dumps(found))
+        echo_json(found)
         return
     table = Table("replay store", "value", title=found["path"])
     table.add_row("rows", f"{found['rows']:,}")

@@ -22,6 +22,7 @@ from streams.admin import create_topics
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import CONTROL
+from tradeloop.ui.output import echo_json
 
 __all__ = ["register"]
 
@@ -86,11 +87,19 @@ def release(ctx: typer.Context, scope: Scope = ALL, reason: Reason = "operator")
 
 @control_app.command("versions")
 def versions(
-    ctx: typer.Context, timeout: Annotated[float, typer.Option(help="Seconds to read heartbeats.")] = 5.0
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(help="Seconds to read heartbeats.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show the model versions each live inference worker acknowledges serving."""
+    serving = serving_versions(ctx.obj, timeout)
+    if as_json:
+        echo_json(
+            {"workers": {worker: dict(sorted(models.items())) for worker, models in sorted(serving.items())}}
+        )
+        return
     table = Table("worker", "model", "version")
-    for worker, models in sorted(serving_versions(ctx.obj, timeout).items()):
+    for worker, models in sorted(serving.items()):
         for model, version in sorted(models.items()) or [("-", "no model yet")]:
             table.add_row(worker, model, version)
     Console().print(table)

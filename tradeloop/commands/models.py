@@ -9,6 +9,7 @@ and the newest weights published on the topic); see docs/allocator.md.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,11 +18,13 @@ from typing import Annotated, Any
 
 import typer
 from confluent_kafka import KafkaException
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from streams.errors import TradeloopError
 from streams.settings import Settings
+from tradeloop.ui.output import echo_json
 from trainers.allocator.history import latest_per_portfolio, read_history, read_published_weights
 from trainers.registry import ModelRegistry, promote, rollback
 
@@ -39,19 +42,54 @@ def _registry(settings: Settings, name: str) -> ModelRegistry:
     return ModelRegistry(settings.data_dir, name=name, keep_versions=settings.trainer.keep_versions)
 
 
-@models_app.command("list")
-def list_(ctx: typer.Context, name: Name = "sizer") -> None:
-    """Every version in the registry, newest first; the serving one is marked."""
-    registry = _registry(ctx.obj, name)
-    table = Table("version", "status", "mode", "created", "hold-out sharpe", "gate lower bound", "parent")
+def _list_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
+    """The registry's versions, newest first, as plain data (what ``models list --json`` prints)."""
+    rows = []
     for row in registry.versions():
-        created = datetime.fromtimestamp(row["created_us"] / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        metrics = row.get("metrics", {})
+        rows.append({
+            "version": row["version"], "status": row["status"], "mode": row.get("mode"),
+            "created_us": row["created_us"], "created": _time(row["created_us"]),
+            "holdout_sharpe": metrics.get("holdout_sharpe"), "gate_lower_bound": metrics.get("gate_lower_bound"),
+            "parent": row.get("parent"),
+        })  # fmt: skip
+    return rows
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
+
+def _short_version(version: str | None) -> str:
+    """``v0007-20260101T120000`` -> ``v0007``: the sequence number names a version in its registry."""
+    return "-" if not version else version.split("-", 1)[0]
+
+
+@models_app.command("list")
+def list_(
+    ctx: typer.Context,
+    name: Name = "sizer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every version in the registry, newest first; the serving one is marked."""
+    rows = _list_rows(_registry(ctx.obj, name))
+    if as_json:
+        echo_json({"model": name, "versions": rows})
+        return
+    # Fits 80 columns: the version is never wrapped or cut, the parent is its sequence number.
+    table = Table(
+        box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
+        title=f"{name} versions (created in UTC; sharpe and gate lower bound on the hold-out)",
+        title_justify="left",
+    )  # fmt: skip
+    table.add_column("version", no_wrap=True, min_width=max((len(r["version"]) for r in rows), default=7))
+    for column in ("status", "mode", "created", "sharpe", "gate lb", "parent"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
         status = f"[bold green]{row['status']}[/bold green]" if row["status"] == "serving" else row["status"]
-        m = row.get("metrics", {})
-        sharpe, lower = m.get("holdout_sharpe", float("nan")), m.get("gate_lower_bound", float("nan"))
         table.add_row(
-            row["version"], status, row.get("mode") or "-", created, f"{sharpe:.4g}", f"{lower:.4g}",
-            row.get("parent") or "-",
+            row["version"], status, row["mode"] or "-", row["created"][5:16], _figure(row["holdout_sharpe"]),
+            _figure(row["gate_lower_bound"]), _short_version(row["parent"]),
         )  # fmt: skip
     Console().print(table)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from streams.lifetime import STOP_SIGNALS, StopDeadline
 from streams.settings import Settings
 from streams.simulator.bus_sizer import BusSizer
 from streams.simulator.runner import SIM_TOPICS, run_simulation
@@ -60,16 +61,20 @@ def simulate(
     families (8 by default) emitting signals with features and scores, and outcomes after a holding time.
 
     Needs the topics: run `tradeloop topics create` first. Without --events, --duration or
-    --backfill it runs until Ctrl-C; Ctrl-C and SIGTERM flush what was produced and print the counts.
+    --backfill it runs until Ctrl-C; Ctrl-C, SIGTERM and SIGHUP flush what was produced (for at
+    most TRADELOOP_STOP_GRACE_SECONDS) and print the counts.
     """
     settings: Settings = ctx.obj
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if in_main else {}
+    deadline = StopDeadline(settings.stop_grace_seconds)
 
     def on_signal(signum: int, _frame: object) -> None:
-        # Stop at the next event and flush. A KeyboardInterrupt raised inside confluent-kafka's
-        # poll surfaces as a SystemError, so Ctrl-C sets a flag instead; a second one aborts.
+        # Stop at the next event and flush, within the stop grace (an unreachable broker never
+        # acknowledges). A KeyboardInterrupt raised inside confluent-kafka's poll surfaces as a
+        # SystemError, so Ctrl-C sets a flag instead; a second one aborts.
+        deadline.arm(signum)
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

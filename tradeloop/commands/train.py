@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.lifetime import StopDeadline, kill_group_leftovers, on_stop_signals
 from streams.settings import Settings
+from tradeloop.ui.output import echo_json
 
 __all__ = ["register"]
 
@@ -43,24 +45,33 @@ def trainer(
 ) -> None:
     """Run the learning loop: ingest experiences, retrain on triggers, gate and publish models.
 
-    Ctrl-C or SIGTERM stops it; a run in progress resumes from its checkpoint next time.
+    Ctrl-C, SIGTERM or SIGHUP stops it (within TRADELOOP_STOP_GRACE_SECONDS); a run in progress
+    resumes from its checkpoint next time.
     """
     from trainers.rl.ppo import ensure_ray, shutdown_ray
     from trainers.run.loop import TrainerLoop
 
     settings = _with_ray(ctx.obj, ray_address)
     stop = threading.Event()
-    # ray.init installs SIGTERM handlers of its own (sys.exit in Python, and a stack-trace-and-abort
-    # in its C++ core: exit -6 under `tradeloop up`). Start Ray first, then take SIGTERM back so
-    # that it only asks the loop to stop; the loop finishes its iteration, flushes and says goodbye.
-    ensure_ray(settings.trainer)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = StopDeadline(settings.stop_grace_seconds)
+    on_stop_signals(stop.set, deadline)
+    # Ray's C++ core would turn a SIGTERM that arrives while it starts into a stack trace and an
+    # abort (exit -6 under `tradeloop up`); its Python handler raises SystemExit, caught below.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
-        TrainerLoop(settings).run(stop, max_runs=max_runs)
-    except KeyboardInterrupt:
-        stop.set()
+        try:
+            ensure_ray(settings.trainer)
+        except SystemExit:  # Ray's handler of a stop signal while it started: a stop like any other
+            stop.set()
+        # Take the stop signals back from Ray, so that they only ask the loop to stop: it finishes
+        # its iteration, flushes and says goodbye within stop_grace_seconds, or the deadline exits
+        # the process (Ray's processes die with it).
+        on_stop_signals(stop.set, deadline)
+        if not stop.is_set():
+            TrainerLoop(settings).run(stop, max_runs=max_runs)
     finally:
         shutdown_ray()
+        kill_group_leftovers()  # Ray's agents whose raylet went first (when this process leads its group)
 
 
 @train_app.callback()
@@ -119,6 +130,10 @@ def train(
         raise typer.Exit(3)
 
 
+_ITERATION_NUMBERS = ("return_mean", "policy_loss", "vf_loss", "entropy", "kl", "grad_norm", "explained_var",
+                      "dead_units", "mean_multiplier")  # fmt: skip
+
+
 @train_app.command("log")
 def log(
     ctx: typer.Context,
@@ -126,6 +141,7 @@ def log(
     export: Annotated[str | None, typer.Option(help="Export format: csv.")] = None,
     out: Annotated[Path, typer.Option(help="Export path.")] = Path("trainlog.csv"),
     last: Annotated[int, typer.Option(help="Runs to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show the training log (runs and their iterations), or export it with ``--export csv``."""
     from trainers.store.trainlog import TrainLog
@@ -139,20 +155,25 @@ def log(
         rows = trainlog.export_csv(out, run)
         console.print(f"{rows} iterations written to {out}")
         return
-    runs = Table("run", "status", "mode", "reason", "rows", "version", "gate", "published", title="runs")
-    for r in trainlog.runs(last):
-        gate = "-" if r["gate_passed"] is None else ("passed" if r["gate_passed"] else "rejected")
-        runs.add_row(r["run_id"], r["status"], r["mode"], (r["reason"] or "")[:50], str(r["rows"]),
-                     r["version"] or "-", gate, "yes" if r["published"] else "no")  # fmt: skip
-    console.print(runs)
+    runs = trainlog.runs(last)
     chosen = run or next((r["run_id"] for r in trainlog.runs(1)), None)
+    iterations = [] if chosen is None else trainlog.iterations(chosen)
+    if as_json:
+        for it in iterations:
+            it["checks"] = json.loads(it["checks"])
+        echo_json({"runs": runs, "iterations_of": chosen, "iterations": iterations})
+        return
+    table = Table("run", "status", "mode", "reason", "rows", "version", "gate", "published", title="runs")
+    for r in runs:
+        gate = "-" if r["gate_passed"] is None else ("passed" if r["gate_passed"] else "rejected")
+        table.add_row(r["run_id"], r["status"], r["mode"], (r["reason"] or "")[:50], str(r["rows"]),
+                      r["version"] or "-", gate, "yes" if r["published"] else "no")  # fmt: skip
+    console.print(table)
     if chosen is None:
         return
-    numbers = ("return_mean", "policy_loss", "vf_loss", "entropy", "kl", "grad_norm", "explained_var",
-               "dead_units", "mean_multiplier")  # fmt: skip
-    iters = Table("it", *numbers, "checks", title=f"iterations of {chosen}")
-    for i in trainlog.iterations(chosen):
-        values = ["-" if i[k] is None else f"{i[k]:.4g}" for k in numbers]
+    iters = Table("it", *_ITERATION_NUMBERS, "checks", title=f"iterations of {chosen}")
+    for i in iterations:
+        values = ["-" if i[k] is None else f"{i[k]:.4g}" for k in _ITERATION_NUMBERS]
         iters.add_row(str(i["iteration"]), *values, ", ".join(json.loads(i["checks"])) or "ok")
     console.print(iters)
 

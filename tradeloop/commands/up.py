@@ -1,92 +1,84 @@
-"""``tradeloop up``: the whole loop on one machine, with a live panel."""
+"""``tradeloop up``: the whole loop on one machine, with a live panel.
+
+The run itself is :class:`tradeloop.ops.up.UpRun`; the panel is :func:`tradeloop.ui.panel.render_panel`.
+This module parses the options, turns the run's state into the panel's data each second, and
+exits 1 when the run failed.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import signal
+import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker
-from streams.errors import TradeloopError
-from streams.health import run_health_monitor
-from streams.metrics import serve_metrics
+from streams.lifetime import StopDeadline, on_stop_signals
 from streams.settings import Settings
-from streams.status_collect import BusReader, BusState, settings_warnings
-from tradeloop.commands.health import default_actions
-from tradeloop.supervisor import Supervisor
-from tradeloop.uplift import UpliftTracker
+from tradeloop.ops.up import UpOptions, UpRun
+from tradeloop.ops.uplift import LiveUplift, WeightsUplift
+from tradeloop.ui.panel import (
+    AllocatorView,
+    BeatRow,
+    ModelRow,
+    PanelData,
+    ProcessRow,
+    SizerView,
+    TopicRow,
+    render_panel,
+)
 
-__all__ = ["register"]
-
-log = logging.getLogger(__name__)
-
-# (name, command) of each long-running component, in start order; the simulator comes last.
-COMPONENTS = (("worker", ["worker"]), ("trainer", ["trainer"]), ("inference", ["infer"]))
-
-
-class _Rates:
-    """Events per second per topic from successive end-offset totals."""
-
-    def __init__(self, reader: BusReader) -> None:
-        self.reader = reader
-        self.last: dict[str, int] = {}
-        self.last_time = time.monotonic()
-        self.rates: dict[str, float] = {}
-
-    def update(self) -> dict[str, int]:
-        totals = dict(self.reader.sample().totals)
-        now = time.monotonic()
-        elapsed = max(now - self.last_time, 1e-6)
-        if self.last:
-            self.rates = {t: (totals[t] - self.last.get(t, 0)) / elapsed for t in totals}
-        self.last, self.last_time = totals, now
-        return totals
+__all__ = ["panel_data", "register"]
 
 
-def _short(mapping: dict[str, Any], limit: int = 4) -> str:
-    items = list(mapping.items())[:limit]
-    return ", ".join(f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
-
-
-def _panel(
-    totals: dict[str, int],
-    rates: dict[str, float],
-    supervisor: Supervisor,
-    state: BusState | None,
-    uplift: dict[str, Any],
-    started: float,
-) -> Group:
-    topics = Table("topic", "records", "events/s", title=f"tradeloop up - {time.monotonic() - started:,.0f}s")
-    for name, total in totals.items():
-        topics.add_row(name, f"{total:,}", f"{rates.get(name, 0.0):,.0f}")
-    children = Table("process", "state", "pid", "restarts", "log")
-    for child in supervisor.children:
-        alive = "[green]running[/green]" if child.alive else "[red]exited[/red]"
-        pid = str(child.process.pid) if child.process else "-"
-        children.add_row(child.name, alive, pid, str(child.restarts), str(child.log_path))
-    beats = Table("component", "status", "age", "gauges", "info", title="heartbeats")
-    for beat in sorted(state.beats.values(), key=lambda b: b.component) if state else []:
-        age = f"{max(0.0, time.time() - beat.ts):.0f}s"
-        beats.add_row(beat.component, beat.status, age, _short(dict(beat.gauges)), _short(dict(beat.info)))
-    models = Table("model", "version", "reason", title="models published")
-    for model in state.models[-5:] if state else []:
-        models.add_row(model[2].model, model[2].version, model[2].reason)
-    live = (
-        f"live uplift of the served sizer over fixed size: {uplift['live_uplift']:+.4f} unit P&L "
-        f"over {uplift['decisions_with_model']:,} model decisions "
-        f"(model {uplift['model_pnl_units']:+.4f} vs fixed {uplift['fixed_size_pnl_units']:+.4f})"
+def panel_data(run: UpRun) -> PanelData:
+    """What the panel shows of ``run`` right now."""
+    now, clock = time.time(), time.monotonic()
+    processes = [ProcessRow(c.name, c.pid, c.describe(clock), c.restarts) for c in run.supervisor.children]
+    if run.broker is not None:
+        processes.insert(
+            0, ProcessRow("broker", run.broker.pid, "running" if run.broker.running() else "exited")
+        )
+    processes.append(ProcessRow("health", os.getpid(), "thread of up"))
+    state = run.state
+    beats = [
+        BeatRow(b.component, b.component_id, b.status, max(0.0, now - b.ts), dict(b.gauges), dict(b.info))
+        for b in (state.beats.values() if state is not None else ())
+    ]
+    serving: dict[str, str] = {}
+    for beat in beats:
+        if beat.component == "inference" and beat.status != "STOPPING":
+            serving.update({k: v for k, v in beat.info.items() if k in ("sizer", "allocator")})
+    rates, tracker = run.rates, run.tracker
+    return PanelData(
+        elapsed_seconds=run.elapsed,
+        bootstrap=run.settings.bootstrap,
+        log_dir=str(run.layout.logs),
+        topics=[TopicRow(t, n, rates.rates.get(t, 0.0)) for t, n in rates.totals.items()] if rates else [],
+        processes=processes,
+        beats=beats,
+        published=[ModelRow(m.model, m.version, m.reason) for _, _, m in (state.models if state else [])],
+        serving=serving,
+        sizer=_sizer(tracker.state) if tracker is not None else SizerView(),
+        allocator=_allocator(tracker.weights) if tracker is not None else AllocatorView(),
+        events=run.events,
     )
-    return Group(topics, children, beats, models, live)
+
+
+def _sizer(live: LiveUplift) -> SizerView:
+    return SizerView(live.decisions_with_model, live.uplift, live.model_pnl, live.fixed_pnl)
+
+
+def _allocator(live: WeightsUplift) -> AllocatorView:
+    return AllocatorView(
+        weights_updates=live.updates, model_version=live.model_version, weights=live.latest,
+        fallback_reason=live.fallback_reason, periods=live.periods, uplift_vs_equal=live.uplift,
+    )  # fmt: skip
 
 
 def up(
@@ -101,107 +93,33 @@ def up(
         Path | None, typer.Option(help="Write a JSON summary here when stopping.")
     ] = None,
 ) -> None:
-    """Start everything on one machine: the broker (unless TRADELOOP_KAFKA_BOOTSTRAP is set), the
-    topics, the stream worker, the trainer, an inference worker, the health monitor and the
-    simulated engine (a warm-up backfill, then live signals sized by the inference worker), with a
-    live panel. --duration ends it by itself; Ctrl-C stops every process cleanly."""
+    """Start everything on one machine, with a live panel: the broker (unless
+    TRADELOOP_KAFKA_BOOTSTRAP is set), the topics, the stream worker, the trainer, an inference
+    worker, the health monitor and the simulated engine (a warm-up backfill, then live signals
+    sized by the inference worker). --duration ends it by itself; SIGINT (Ctrl-C), SIGTERM and
+    SIGHUP stop every process, the broker last. Exits 1 when a component failed for good, the
+    broker died or the run could not start."""
     settings: Settings = ctx.obj
-    for warning in settings_warnings(settings):  # e.g. the development signing key
-        log.warning(warning)
-    console = Console()
     group = ctx.parent.command if ctx.parent is not None else None
-    registered: set[str] = set(getattr(group, "commands", {}))  # typer vendors its own click
-    broker = None
-    if settings.embedded_broker:
-        broker = EmbeddedBroker(port=settings.broker_port, binary=settings.tansu_bin).start()
-        console.print(f"embedded broker at {broker.bootstrap}")
+    commands = frozenset(getattr(group, "commands", {}))  # typer vendors its own click
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    supervisor = Supervisor(settings, settings.data_dir / "logs")
-    summary: dict[str, Any] = {"bootstrap": settings.bootstrap}
-    started = time.monotonic()
-    monitor = threading.Thread(
-        target=run_health_monitor,
-        args=(settings, default_actions(settings, supervisor), stop),
-        name="health-monitor",
-        daemon=True,
-    )
-    tracker: UpliftTracker | None = None
-    reader: BusReader | None = None
-    state: BusState | None = None
-    try:
-        create_topics(settings)
-        serve_metrics(settings, "up", "up")
-        for name, args in COMPONENTS:
-            if args[0] in registered:
-                supervisor.start(name, args)
-        simulate = [
-            "simulate",
-            "--speed",
-            speed,
-            "--seed",
-            str(seed),
-            "--warmup",
-            str(warmup),
-            "--no-progress",
-        ]
-        if "infer" in registered:
-            simulate.append("--size-via-bus")
-        supervisor.start("simulator", simulate)
-        monitor.start()
-        reader = BusReader(settings)
-        tracker = UpliftTracker(settings)
-        rates = _Rates(reader)
-        next_state = 0.0
-        with Live(console=console, refresh_per_second=1) as live:
-            while not stop.is_set():
-                if duration is not None and time.monotonic() - started >= duration:
-                    break
-                totals = rates.update()
-                tracker.poll()
-                if time.monotonic() >= next_state:
-                    state = reader.read_state(deadline_seconds=3.0)
-                    next_state = time.monotonic() + 3.0
-                live.update(_panel(totals, rates.rates, supervisor, state, tracker.state.summary(), started))
-                for child in supervisor.exited():
-                    code = child.process.returncode if child.process else None
-                    log.warning("%s exited with %s; see %s", child.name, code, child.log_path)
-                    if child.restarts < 3 and child.name != "simulator":
-                        supervisor.restart(child)
-                stop.wait(1.0)
-        summary["records"] = rates.update()
-        tracker.poll()
-        state = reader.read_state(deadline_seconds=5.0)
-    except KeyboardInterrupt:
-        console.print("stopping...")
-    except TradeloopError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-    finally:
-        stop.set()
-        summary["exit_codes"] = supervisor.stop()
-        if monitor.is_alive():
-            monitor.join(10)
-        summary["seconds"] = round(time.monotonic() - started, 1)
-        if tracker is not None:
-            summary.update(tracker.state.summary())
-            tracker.close()
-        if state is not None:
-            published = [m[2] for m in state.models]
-            summary["models_published"] = len(published)
-            summary["model_versions"] = [f"{m.model}:{m.version}" for m in published]
-            summary["serving"] = {
-                beat.component_id: dict(beat.info)
-                for beat in state.beats.values()
-                if beat.component == "inference"
-            }
-        if reader is not None:
-            reader.close()
-        if broker is not None:
-            broker.stop()
+    # Children get their stop grace, then the supervisor's kill; past that up itself gives up.
+    budget = 2 * (settings.stop_grace_seconds + settings.supervisor.kill_after_seconds) + 10
+    on_stop_signals(stop.set, StopDeadline(budget))
+    run = UpRun(settings, UpOptions(duration, speed, seed, warmup, commands), stop)
+    console = Console()
+    with Live(console=console, refresh_per_second=1, vertical_overflow="crop", transient=False) as live:
+        result = run.run(lambda current: live.update(render_panel(panel_data(current))))
+    summary = result.summary
+    console.line()  # the panel's last frame stays above the summary
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     console.print_json(json.dumps(summary, default=str))
+    for failure in result.failures:
+        console.print(f"[red]failed:[/red] {failure}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:

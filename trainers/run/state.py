@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from streams.datadir import DataDir
 from trainers.run.norm import NormStats
 
 __all__ = ["RunDir", "TrainerState"]
 
 
 def _base(data_dir: Path, model: str) -> Path:
-    return data_dir / "trainer" if model == "sizer" else data_dir / "trainer" / model
+    return DataDir(data_dir).trainer_dir(model)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from streams.clock import now_us
+from streams.datadir import DataDir
 from trainers.allocator.env import N_MARKET, N_PORTFOLIO, N_REGIME
 from trainers.store.sqlite import SqliteStore, WriteResult
 
@@ -70,7 +71,7 @@ class AllocationStore(SqliteStore):
     """
 
     SCHEMA = _SCHEMA
-    FILENAME = "allocation_periods.sqlite"
+    FILENAME = DataDir.PERIODS
     WHAT = "allocation store"
 
     def _insert(self, records: Sequence[Mapping[str, Any]]) -> tuple[WriteResult, dict[str, int]]:

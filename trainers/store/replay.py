@@ -26,6 +26,7 @@ from typing import Any, Final
 import numpy as np
 
 from streams.clock import now_us
+from streams.datadir import DataDir
 from streams.features import SIZER_SPEC
 from trainers.store.sqlite import SqliteStore, WriteResult
 
@@ -156,7 +157,7 @@ class ReplayStore(SqliteStore):
     """
 
     SCHEMA = _SCHEMA
-    FILENAME = "experiences.sqlite"
+    FILENAME = DataDir.EXPERIENCES
     WHAT = "replay store"
 
     # -- writing -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
+from streams.datadir import DataDir
 from trainers.errors import ReplayStoreError
 
 __all__ = ["SqliteStore", "WriteResult"]
@@ -76,7 +77,7 @@ class SqliteStore(ABC):
     @classmethod
     def open(cls, data_dir: Path) -> Self:
         """The store of a data directory (``<data_dir>/replay/<FILENAME>``)."""
-        return cls(data_dir / "replay" / cls.FILENAME)
+        return cls(DataDir(data_dir).replay / cls.FILENAME)
 
     def close(self) -> None:
         self._db.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from streams.clock import now_us
+from streams.datadir import DataDir
 
 __all__ = ["ITERATION_FIELDS", "TrainLog", "iteration_checks"]
 
@@ -67,7 +68,7 @@ class TrainLog:
 
     @classmethod
     def open(cls, data_dir: Path) -> TrainLog:
-        return cls(data_dir / "trainer" / "trainlog.sqlite")
+        return cls(DataDir(data_dir).trainlog)
 
     def close(self) -> None:
         self._db.close()

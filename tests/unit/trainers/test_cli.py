@@ -77,3 +77,36 @@ def test_train_log_and_csv_export(app: typer.Typer, data_dir: Path, tmp_path: Pa
     assert "1 iterations" in _run(app, data_dir, "train", "log", "--export", "csv", "--out", str(out))
     assert out.read_text().startswith("run_id,iteration")
     assert "--once" in _run(app, data_dir, "train")
+
+
+def test_models_list_json_and_whole_versions_in_80_columns(app: typer.Typer, data_dir: Path) -> None:
+    from streams.settings import Settings
+
+    registry = ModelRegistry(data_dir)
+    first = add_version(registry, key=Settings().signing_key())
+    registry.mark_serving(first, "test")
+    second = add_version(registry, key=Settings().signing_key())
+    document = json.loads(_run(app, data_dir, "models", "list", "--json"))
+    assert document["model"] == "sizer"
+    assert [v["version"] for v in document["versions"]] == [second, first]
+    assert document["versions"][1]["status"] == "serving" and document["versions"][0]["parent"] == first
+    assert document["versions"][0]["holdout_sharpe"] == 0.1
+    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "models", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for version in (first, second):  # never wrapped, never cut with an ellipsis
+        assert any(version in line for line in lines), result.output
+
+
+def test_train_log_json(app: typer.Typer, data_dir: Path) -> None:
+    document = json.loads(_run(app, data_dir, "train", "log", "--json"))
+    assert [r["run_id"] for r in document["runs"]] == ["r1"] and document["runs"][0]["version"] == "v0001"
+    assert document["iterations_of"] == "r1"
+    [iteration] = document["iterations"]
+    assert iteration["policy_loss"] == 0.1 and iteration["checks"] == [] and iteration["kl"] is None
+
+
+def test_data_stats_json_parses_with_no_rows(app: typer.Typer, tmp_path: Path) -> None:
+    stats = json.loads(_run(app, tmp_path / "empty", "data", "stats", "--json"))
+    assert stats["rows"] == 0 and stats["mean_return_unit"] is None

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streams.config.health import HealthSettings
-from streams.status import (
+from tradeloop.ops.status import (
     COMPONENTS,
     CONSUMERS,
     DATA_FRESHNESS,

@@ -1,7 +1,7 @@
 """The vocabulary of ``tradeloop status``: what is observed on the bus and what is concluded.
 
 Plain frozen dataclasses and the heartbeat conventions tradeloop's components follow; the rules
-that turn an :class:`Observation` into a :class:`Status` live in :mod:`streams.status`.
+that turn an :class:`Observation` into a :class:`Status` live in :mod:`tradeloop.ops.status`.
 
 Example:
     >>> Check("disk_space", (Problem("data_dir", "disk 2% free"),)).ok

@@ -1,9 +1,9 @@
 """The health of a running tradeloop, evaluated from what the bus shows: pure logic, no I/O.
 
-:mod:`streams.status_collect` reads an :class:`Observation` from Kafka (heartbeats, offsets,
+:mod:`tradeloop.ops.status_collect` reads an :class:`Observation` from Kafka (heartbeats, offsets,
 dead letters, published models); :func:`evaluate` turns it into a :class:`Status` with one
 :class:`Check` per concern and an overall ``healthy`` flag. ``tradeloop status`` prints it and the
-health monitor (:mod:`streams.health`) acts on it, so both judge by the same rules.
+health monitor (:mod:`tradeloop.ops.health`) acts on it, so both judge by the same rules.
 
 Example:
     >>> obs = Observation(now=100.0, beats=(Beat("worker", "w-1", "h", 1, "UP", 99.0, 2.0, {}, {}),))
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.config.health import HealthSettings
-from streams.status_model import (
+from tradeloop.ops.status_model import (
     CHECKS,
     COMPONENTS,
     CONSUMERS,

@@ -8,9 +8,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from streams.config.health import HealthSettings
-from streams.health import CLEAN_DISK, RESTORE_MODEL, RETRY_TRAINING, HealthMonitor
 from streams.settings import Settings
-from streams.status import (
+from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, RETRY_TRAINING, HealthMonitor
+from tradeloop.ops.status import (
     Beat,
     ConsumerGroup,
     GroupOffsets,
@@ -70,7 +70,7 @@ def test_check_results_are_metrics_and_log_lines(
 ) -> None:
     monitor = HealthMonitor(settings, {}, ident="health-test", limits=LIMITS)
     before = metric("tradeloop_health_checks_total", check="disk_space", result="failing") or 0.0
-    with caplog.at_level(logging.INFO, logger="streams.health"):
+    with caplog.at_level(logging.INFO, logger="tradeloop.ops.health"):
         status = monitor.handle(observation(disk=0.01))
         assert not status.healthy
         assert metric("tradeloop_health_healthy") == 0.0
@@ -92,7 +92,7 @@ def test_a_lasting_problem_is_logged_once_then_reminded(
 ) -> None:
     clock = Clock()
     monitor = HealthMonitor(settings, {}, ident="health-test", clock=clock, limits=LIMITS)
-    with caplog.at_level(logging.WARNING, logger="streams.health"):
+    with caplog.at_level(logging.WARNING, logger="tradeloop.ops.health"):
         for now in (0.0, 10.0, 20.0, 310.0):
             clock.now = now
             monitor.handle(observation(disk=0.01))

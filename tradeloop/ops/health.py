@@ -2,7 +2,7 @@
 
 Each cycle takes one offset sample (kept for ``stall_checks`` cycles, so a consumer that silently
 stops while its lag grows is caught across checks), reads the status topics, evaluates them with
-:func:`streams.status.evaluate`, exports every check as ``tradeloop_health_*`` metrics and log
+:func:`tradeloop.ops.status.evaluate`, exports every check as ``tradeloop_health_*`` metrics and log
 lines, and runs the action registered for each failing check, with exponential backoff.
 
 Actions are plain callables the CLI registers (``streams`` imports neither ``trainers`` nor
@@ -27,14 +27,14 @@ from typing import Final
 
 from prometheus_client import Gauge
 
-from streams import health_metrics as metrics
 from streams.config.health import HealthSettings
 from streams.errors import BrokerError
 from streams.heartbeat import Heartbeater, component_id
 from streams.settings import Settings
-from streams.status import CONSUMERS, DISK_SPACE, MODEL_INTEGRITY, TRAINING, Problem, Status, evaluate
-from streams.status_collect import BusReader, health_settings
-from streams.status_model import HEALTH_COMPONENT, STALLED_INFO, Observation, OffsetSample
+from tradeloop.ops import health_metrics as metrics
+from tradeloop.ops.status import CONSUMERS, DISK_SPACE, MODEL_INTEGRITY, TRAINING, Problem, Status, evaluate
+from tradeloop.ops.status_collect import BusReader, health_settings
+from tradeloop.ops.status_model import HEALTH_COMPONENT, STALLED_INFO, Observation, OffsetSample
 
 __all__ = [
     "CLEAN_DISK",

@@ -1,4 +1,4 @@
-"""Reads an :class:`~streams.status_model.Observation` from Kafka: the I/O half of ``tradeloop status``.
+"""Reads an :class:`~tradeloop.ops.status_model.Observation` from Kafka: the I/O half of ``tradeloop status``.
 
 Everything comes from the bus, so status works from any machine that reaches the brokers:
 heartbeats and dead letters from the newest records of their topics, published models from the
@@ -30,7 +30,15 @@ from streams.errors import BrokerError, ConfigError, SchemaDecodeError
 from streams.kafka import consumer_config
 from streams.offsets import OffsetReader
 from streams.settings import Settings
-from streams.status_model import (
+from streams.topics import (
+    ALL_TOPICS,
+    DEAD_LETTER,
+    EXPERIENCES,
+    HEARTBEATS,
+    MODEL_UPDATES,
+    SIZING_REQUESTS,
+)
+from tradeloop.ops.status_model import (
     INPUT_TOPICS,
     Beat,
     ConsumerGroup,
@@ -39,14 +47,6 @@ from streams.status_model import (
     Observation,
     OffsetSample,
     PublishedModel,
-)
-from streams.topics import (
-    ALL_TOPICS,
-    DEAD_LETTER,
-    EXPERIENCES,
-    HEARTBEATS,
-    MODEL_UPDATES,
-    SIZING_REQUESTS,
 )
 
 __all__ = [

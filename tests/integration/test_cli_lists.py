@@ -1,0 +1,58 @@
+"""``--json`` of the list commands that read the bus: ``topics list`` and ``control versions``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from streams.heartbeat import Heartbeater
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS
+from tradeloop.commands import infer, topics
+
+pytestmark = pytest.mark.integration
+
+
+def _app(settings: Settings) -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root(ctx: typer.Context) -> None:
+        ctx.obj = settings
+
+    topics.register(app)
+    infer.register(app)
+    return app
+
+
+def test_topics_list_json(settings: Settings) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(_app(settings), ["topics", "list", "--json"])
+    assert missing.exit_code == 1  # nothing created under this prefix yet
+    assert not any(t["exists"] for t in json.loads(missing.stdout)["topics"])
+    assert runner.invoke(_app(settings), ["topics", "create"]).exit_code == 0
+    result = runner.invoke(_app(settings), ["topics", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["bootstrap"] == settings.bootstrap
+    assert {t["name"] for t in document["topics"]} == {settings.topic(t.name) for t in ALL_TOPICS}
+    assert all(t["exists"] and t["partitions"] >= 1 for t in document["topics"])
+
+
+def test_control_versions_json(topics: Settings) -> None:
+    producer = EventProducer(topics, "test-heartbeats")
+    beat = Heartbeater(
+        topics, "inference", ident="inference-test-1", info=lambda: {"sizer": "v0003-x"}, producer=producer
+    )
+    beat.start()
+    producer.flush(10.0)  # on the topic before the command reads it
+    try:
+        result = CliRunner().invoke(_app(topics), ["control", "versions", "--json", "--timeout", "5"])
+    finally:
+        beat.stop()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"workers": {"inference-test-1": {"sizer": "v0003-x"}}}
