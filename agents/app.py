@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from streams.datadir import DataDir
 from streams.errors import ConfigError
 from streams.settings import Settings
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=brokers,
         broker_credentials=credentials(settings),
         store="rocksdb://" if agents.store == "rocksdb" else "memory://",
-        datadir=str(settings.data_dir / "agents"),
+        datadir=str(DataDir(settings.data_dir).agents),
         web_enabled=agents.web_enabled,
         web_port=agents.web_port,
         topic_partitions=settings.partitions,

@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
 import faust
-import mode.loop
 
 from agents import metrics as m
 from agents.app import create_app
@@ -48,7 +47,9 @@ from agents.tables import apply_writes, read_all
 from agents.validate import Inbound
 from streams.clock import now_us
 from streams.codec import Codec
+from streams.datadir import DataDir
 from streams.heartbeat import Heartbeater, component_id
+from streams.lifetime import StopDeadline, deadline_event_loop
 from streams.metrics import serve_metrics
 from streams.settings import Settings
 from streams.topics import (
@@ -62,7 +63,7 @@ from streams.topics import (
     TRADES,
 )
 
-__all__ = ["JOIN_INPUT", "PERIODS_INPUT", "StreamWorker", "main", "run", "tune_gc"]
+__all__ = ["JOIN_INPUT", "PERIODS_INPUT", "StreamWorker", "event_loop", "main", "run", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,7 @@ class StreamWorker:
 
     def run(self) -> int:
         """Run until SIGINT/SIGTERM; serves metrics and publishes heartbeats meanwhile."""
-        (self.settings.data_dir / "agents").mkdir(parents=True, exist_ok=True)
+        DataDir(self.settings.data_dir).agents.mkdir(parents=True, exist_ok=True)
         serve_metrics(self.settings, "worker", self.ident)
         info = {"app_id": self.settings.agents.app_id, "store": self.settings.agents.store}
         beat = Heartbeater(
@@ -490,11 +491,25 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run(settings: Settings) -> int:
-    """Build and run the stream worker on the configured event loop; returns its exit code."""
-    tune_gc()
+def event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """The worker's event loop: ``agents.event_loop`` (uvloop or asyncio's), with a stop deadline.
+
+    Faust installs its own signal handlers on the loop; this loop arms a
+    :class:`~streams.lifetime.StopDeadline` when they fire, so a shutdown that waits on an
+    unreachable broker still ends within ``stop_grace_seconds``.
+    """
+    base: type[asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
     if settings.agents.event_loop == "uvloop":
-        mode.loop.use("uvloop")  # sets the loop policy: must come before anything creates a loop
+        import uvloop
+
+        base = uvloop.Loop
+    return deadline_event_loop(StopDeadline(settings.stop_grace_seconds), base)
+
+
+def run(settings: Settings) -> int:
+    """Build and run the stream worker on its event loop (:func:`event_loop`); returns its exit code."""
+    tune_gc()
+    asyncio.set_event_loop(event_loop(settings))  # before anything asks for a loop
     return StreamWorker(settings).run()
 
 

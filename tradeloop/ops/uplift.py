@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.batches import to_rows
 from streams.consumer import EventConsumer
 from streams.errors import BatchShapeError, SchemaDecodeError
 from streams.settings import Settings
@@ -158,15 +157,10 @@ class UpliftTracker:
         for message in self._consumer.poll_batch(max_messages, 0.05):
             topic = self._consumer.logical(message.topic() or "")
             try:
-                for record in self._records(topic, message.value() or b""):
+                for record in self._consumer.events(message):  # batch records unpacked
                     self._take(topic, record)
             except (SchemaDecodeError, BatchShapeError):
                 self.unreadable += 1  # the stream worker dead-letters its inputs; here we only count
-
-    def _records(self, topic: str, data: bytes) -> list[dict[str, Any]]:
-        """The events in one Kafka record: a single event, or the rows of a batch record."""
-        record, batched = self._consumer.codec.decode_any(topic, data)
-        return to_rows(topic, record) if batched else [record]
 
     def _take(self, topic: str, record: Mapping[str, Any]) -> None:
         if topic == SIGNALS:
