@@ -81,9 +81,8 @@ _RUNTIME: dict[str, Any] = {
     "_D": struct.Struct("<d").pack, "_F": struct.Struct("<f").pack,
 }  # fmt: skip
 _SIMPLE = {
-    "int": "_long({v}, out)", "long": "_long({v}, out)", "string": "_string({v}, out)",
-    "bytes": "_bytes({v}, out)", "boolean": "_boolean({v}, out)", "double": "out += _D({v})",
-    "float": "out += _F({v})",
+    "int": "_long({v}, out)", "long": "_long({v}, out)", "bytes": "_bytes({v}, out)",
+    "boolean": "_boolean({v}, out)", "double": "out += _D({v})", "float": "out += _F({v})",
 }  # fmt: skip
 
 
@@ -105,7 +104,13 @@ class _Source:
     def value(self, schema: Any, v: str, depth: int) -> None:
         """Lines that write expression ``v`` of type ``schema``."""
         kind = schema if isinstance(schema, str) else (schema if isinstance(schema, list) else schema["type"])
-        if isinstance(kind, str) and kind in _SIMPLE:
+        if kind == "string":  # inline: the commonest field, usually shorter than 64 bytes
+            data = self.fresh("b")
+            self.add(depth, f"{data} = {v}.encode()")
+            self.add(depth, f"if len({data}) < 64: out.append(len({data}) << 1)")
+            self.add(depth, f"else: _long(len({data}), out)")
+            self.add(depth, f"out += {data}")
+        elif isinstance(kind, str) and kind in _SIMPLE:
             self.add(depth, _SIMPLE[kind].format(v=v))
         elif kind == "null":
             self.add(depth, f"if {v} is not None: raise TypeError('not null')")
