@@ -43,13 +43,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference
 
-from agents.inference.readers import poll_now
 from agents.inference.rollout import RolloutWatcher
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.producer import EventProducer
+from streams.serving.follow import poll_now
 from streams.settings import Settings
 from streams.topics import SIZING_DECISIONS, SIZING_REQUESTS, TopicSpec
 from tests.unit.inference.harness import publish, request_record

@@ -30,13 +30,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference.model_factory
 
-from agents.inference.control import ControlState
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.model_store import ModelStore
-from agents.inference.observation import FeatureCache
-from agents.inference.runtime import session_options
-from agents.inference.sizing import Sizer
 from streams.features import ENGINE_FEATURES, SIZER_SPEC, STREAM_FEATURES
+from streams.serving.control import ControlState
+from streams.serving.metrics import WorkerMetrics
+from streams.serving.model_store import ModelStore
+from streams.serving.observation import FeatureCache
+from streams.serving.runtime import session_options
+from streams.serving.sizing import Sizer
 from streams.settings import Settings
 from tests.unit.inference.model_factory import sizer_update
 

@@ -18,7 +18,7 @@ Keys on the compacted model-updates topic (docs/inference.md, "Model-updates key
 *and role*, because compaction keeps only the newest record per key. The serving model is keyed by
 the model name (``sizer``), its shadow ``sizer:shadow`` (:func:`publish_shadow`); a signed clear
 record on the shadow's key ends it (:func:`clear_shadow`), for running workers and for those that
-start later. The inference workers parse the same format (``agents.inference.updates``).
+start later. The inference workers parse the same format (``streams.serving.updates``).
 """
 
 from __future__ import annotations

@@ -42,12 +42,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents.inference.canary import Verdict, mean_and_error
-from agents.inference.runtime import LoadedModel
 from agents.inference.weights import target_weights
 from streams.config.inference import InferenceSettings
+from streams.serving.canary import Judge, Verdict, mean_and_error
+from streams.serving.model_store import CanaryFactory
+from streams.serving.runtime import LoadedModel
 
-__all__ = ["AllocatorCanary", "realised_uplift"]
+__all__ = ["AllocatorCanary", "allocator_canary", "realised_uplift"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +168,15 @@ class AllocatorCanary:
             f"periods={self.decisions} fallbacks={self.fallbacks} judged={self.outcomes}/{self.n} "
             f"uplift={mean:+.6f}"
         )
+
+
+def allocator_canary(settings: InferenceSettings) -> CanaryFactory:
+    """How a new allocator starts in a worker's model store: judged on ``allocator_canary_periods``
+    periods (0: it serves at once)."""
+
+    def start(candidate: LoadedModel, incumbent: LoadedModel) -> Judge | None:
+        if settings.allocator_canary_periods <= 0:
+            return None
+        return AllocatorCanary(candidate, incumbent, settings)
+
+    return start

@@ -19,17 +19,16 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from agents.inference.model_store import KNOWN_MODELS
-from agents.inference.readers import poll_now
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.errors import TradeloopError
+from streams.serving.constants import COMPONENT
+from streams.serving.follow import poll_now
+from streams.serving.verify import KNOWN_MODELS
 from streams.settings import Settings
 from streams.topics import HEARTBEATS
 
-__all__ = ["COMPONENT", "RolloutWatcher", "model_info", "serving_versions"]
-
-COMPONENT = "inference"
+__all__ = ["RolloutWatcher", "model_info", "serving_versions"]
 
 
 def model_info(info: Mapping[str, str]) -> dict[str, str]:

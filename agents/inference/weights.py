@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.inference.constants import KILL_SWITCH, MISSING_FEATURES, MODEL_ERROR, NO_MODEL, STRATEGY_MISMATCH
-from agents.inference.runtime import LoadedModel
 from streams.clock import new_event_id, now_us
+from streams.serving.constants import KILL_SWITCH, MISSING_FEATURES, MODEL_ERROR, NO_MODEL, STRATEGY_MISMATCH
+from streams.serving.runtime import LoadedModel
 
 __all__ = [
     "WeightsPlanner",

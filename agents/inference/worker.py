@@ -34,16 +34,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from agents.inference.allocator_canary import AllocatorCanary
-from agents.inference.canary import Canary
-from agents.inference.constants import ALLOCATOR, SIZER
-from agents.inference.control import ControlState
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.model_store import ModelStore
-from agents.inference.observation import FeatureCache
-from agents.inference.readers import ControlReader, DeadLetters, assign_tail, poll_now
-from agents.inference.rollout import COMPONENT
-from agents.inference.sizing import Sizer
+from agents.inference.allocator_canary import AllocatorCanary, allocator_canary
 from agents.inference.weights import WeightsPlanner
 from streams.clock import new_event_id
 from streams.consumer import EventConsumer
@@ -52,17 +43,12 @@ from streams.heartbeat import Heartbeater, component_id
 from streams.lifetime import StopDeadline, on_stop_signals
 from streams.metrics import serve_metrics
 from streams.producer import EventProducer
+from streams.serving.constants import ALLOCATOR, COMPONENT, SIZER
+from streams.serving.core import ServingCore
+from streams.serving.follow import poll_now
+from streams.serving.model_store import sizer_canary
 from streams.settings import Settings
-from streams.topics import (
-    ALLOCATION_PERIODS,
-    CONTROL,
-    FEATURES,
-    MODEL_UPDATES,
-    OUTCOMES,
-    SIZING_DECISIONS,
-    SIZING_REQUESTS,
-    STRATEGY_WEIGHTS,
-)
+from streams.topics import ALLOCATION_PERIODS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
 
 __all__ = ["InferenceWorker", "main"]
 
@@ -79,22 +65,25 @@ class InferenceWorker:
         conf = settings.inference
         # A suffix keeps workers in one process (tests, benchmarks) apart.
         self.worker_id = worker_id or conf.worker_id or f"{component_id(COMPONENT)}-{new_event_id()[:4]}"
-        self.metrics = WorkerMetrics(self.worker_id)
-        self.control = ControlState(self.worker_id)
-        self.store = ModelStore(settings, self.metrics)
-        self.features = FeatureCache()
-        self.sizer = Sizer(settings, self.store, self.control, self.features)
-        self.planner = WeightsPlanner(self.worker_id, conf.max_weight_step)
         self.producer = EventProducer(settings, self.worker_id, config={"linger.ms": 0})
-        self.dead_letters = DeadLetters(self.producer, self.worker_id, self.metrics)
+        # The serving core is shared with the engine's in-process sizer (streams.engine_sizer).
+        self.core = ServingCore(
+            settings, self.worker_id, self.producer,
+            canaries={SIZER: sizer_canary(conf), ALLOCATOR: allocator_canary(conf)},
+        )  # fmt: skip
+        self.metrics = self.core.metrics
+        self.control = self.core.control
+        self.store = self.core.store
+        self.features = self.core.features
+        self.sizer = self.core.sizer
+        self.planner = WeightsPlanner(self.worker_id, conf.max_weight_step)
+        self.dead_letters = self.core.dead_letters
         self.heartbeater = Heartbeater(
-            settings, COMPONENT, ident=self.worker_id, gauges=self._gauges, info=self._info,
-            status=self._status, interval=conf.heartbeat_interval_seconds, producer=self.producer,
+            settings, COMPONENT, ident=self.worker_id, gauges=self._gauges, info=self.core.info,
+            status=self.core.status, interval=conf.heartbeat_interval_seconds, producer=self.producer,
         )  # fmt: skip
         self.assigned: frozenset[int] = frozenset()
-        self.decisions = 0
-        self.fallbacks = 0
-        self._ready = threading.Event()
+        self._ready = self.core.ready
         self._assigned_once = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -162,80 +151,40 @@ class InferenceWorker:
         self.stop()
 
     # -- heartbeat content -----------------------------------------------------------------
-    def _info(self) -> dict[str, str]:
-        info = {**self.store.info(), **self.control.info()}
-        for name in (SIZER, ALLOCATOR):
-            canary = self.store.slot(name).canary
-            if canary is not None:
-                info[f"{name}.canary_state"] = canary.state()
-        return info
+    @property
+    def decisions(self) -> int:
+        return self.core.decisions
+
+    @property
+    def fallbacks(self) -> int:
+        return self.core.fallbacks
 
     def _gauges(self) -> dict[str, float]:
-        serving = self.store.slot(SIZER).serving
-        age = -1.0 if serving is None else time.time() - serving.manifest.created_us / 1e6
-        return {"decisions": self.decisions, "fallbacks": self.fallbacks, "sizer_age_seconds": age,
-                "partitions": len(self.assigned), "symbols": len(self.features)}  # fmt: skip
-
-    def _status(self) -> str:
-        degraded = self.control.kill_switch or self.store.slot(SIZER).serving is None
-        return "DEGRADED" if degraded else "UP"
+        return {**self.core.gauges(), "partitions": len(self.assigned)}
 
     def acknowledge(self) -> None:
         """Publish a heartbeat now: the trainer learns of a swap without waiting a period."""
         self.heartbeater.beat()
 
     # -- threads ---------------------------------------------------------------------------
-    def _consumer(self, name: str, fetch_wait_ms: int) -> EventConsumer:
-        return EventConsumer(
-            self.settings, f"{self.worker_id}-{name}", f"{self.worker_id}-{name}",
-            config={"fetch.wait.max.ms": fetch_wait_ms},
-        )  # fmt: skip
-
     def _control_loop(self) -> None:
-        with self._consumer("control", self.settings.inference.control_fetch_wait_ms) as consumer:
-            consumer.assign_all([CONTROL, MODEL_UPDATES], from_beginning=True)
-            reader = ControlReader(consumer, self.store, self.control, self.dead_letters, self.metrics,
-                                   on_change=self.acknowledge)  # fmt: skip
-            reader.catch_up(timeout=30.0)
+        def ready() -> None:
             # Objects that live as long as the process (models, schemas, clients) leave the
             # collector's generations: fewer and shorter pauses on the serving thread.
             gc.collect()
             gc.freeze()
-            self._ready.set()
             self.heartbeater.start()
-            while not self._stop.is_set():
-                reader.poll(0.05)
+
+        self.core.follow_control(self._stop, on_change=self.acknowledge, on_ready=ready)
 
     def _data_loop(self) -> None:
         backfill = self.settings.inference.features_backfill
-        with self._consumer("data", self.settings.inference.data_fetch_wait_ms) as consumer:
-            assign_tail(consumer, {FEATURES: backfill, OUTCOMES: None, ALLOCATION_PERIODS: backfill,
-                                   STRATEGY_WEIGHTS: backfill})  # fmt: skip
-            while not self._stop.is_set():
-                for message in poll_now(consumer, 2000, 0.05):
-                    self._data(consumer, message)
-                self._settle(SIZER, time.monotonic())
-                self._settle(ALLOCATOR, time.monotonic())
+        tails = {**self.core.data_topics(), ALLOCATION_PERIODS: backfill, STRATEGY_WEIGHTS: backfill}
+        self.core.follow_data(self._stop, tails, on_change=self.acknowledge, other=self._data)
 
-    def _settle(self, name: str, now: float) -> None:
-        """Settle ``name``'s canary if its verdict is in; acknowledge a change at once."""
-        if self.store.settle_canary(name, now) is not None:
-            self.acknowledge()
-
-    def _data(self, consumer: EventConsumer, message: Message) -> None:
-        try:
-            record = consumer.decode(message)
-        except SchemaDecodeError as exc:
-            self.dead_letters.send(message, exc)
-            return
-        topic = consumer.logical(message.topic() or "")
-        if topic == FEATURES:
-            self.features.update(record)
-        elif topic == OUTCOMES:
-            canary = self.store.slot(SIZER).canary
-            if isinstance(canary, Canary):
-                canary.outcome(record["signal_id"], record["return_unit"])
-        elif topic == ALLOCATION_PERIODS:
+    def _data(self, topic: str, record: dict[str, Any]) -> None:
+        """Records the serving core does not handle: allocation periods and published weights."""
+        if topic == ALLOCATION_PERIODS:
             self.planner.observe_period(record)
             judged = self.store.slot(ALLOCATOR).canary
             if isinstance(judged, AllocatorCanary):
@@ -298,7 +247,8 @@ class InferenceWorker:
                 if now >= next_commit:
                     self._commit(raw, asynchronous=True)
                     next_commit = now + conf.commit_interval_seconds
-                self._settle(SIZER, now)
+                if self.core.settle(now, (SIZER,)):
+                    self.acknowledge()
             self._commit(raw, asynchronous=False)
         finally:
             consumer.close()
@@ -309,25 +259,15 @@ class InferenceWorker:
             try:
                 requests.append(consumer.decode(message))
             except SchemaDecodeError as exc:
-                self.dead_letters.send(message, exc)
+                if self.dead_letters is not None:
+                    self.dead_letters.send(message, exc)
         if not requests:
             return
-        batch = self.sizer.decide(requests)
-        latency_ns = time.perf_counter_ns() - received_ns
-        for record in Sizer.records(requests, batch, self.worker_id, latency_ns // 1000):
+        batch, records = self.core.answer(requests, received_ns)
+        for record in records:
             self.producer.send(SIZING_DECISIONS, record["signal_id"], record)
         self.producer.poll(0)
-        self.metrics.decided(len(requests), latency_ns / 1e9)
-        self.decisions += len(requests)
-        for reason in batch.reasons:
-            if reason is not None:
-                self.fallbacks += 1
-                self.metrics.fallback(reason)
-        if batch.missing_snapshots:
-            self.metrics.stream_missing(batch.missing_snapshots)
-        differences = self.sizer.shadow(batch)
-        if differences:
-            self.metrics.shadow(SIZER, differences)
+        self.core.shadow(batch)
 
     def _weights_loop(self) -> None:
         interval = self.settings.inference.weights_interval_seconds

@@ -19,13 +19,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agents.inference.model_store import load_model
 from bench._periods import PeriodBackfill, simulate_periods
 from streams.admin import create_topics
 from streams.config.trainer import AllocatorTrainerSettings, TrainerSettings
 from streams.manifest import verify_update
 from streams.producer import EventProducer
 from streams.sdk import EngineClient, StrategyWeights
+from streams.serving.verify import load_model
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
 from tests.integration.test_trainer_registry import read_updates

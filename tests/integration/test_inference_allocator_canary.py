@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from agents.inference.metrics import CANARY_ROLLBACKS
-from agents.inference.readers import poll_now
 from agents.inference.rollout import RolloutWatcher
 from streams.clock import new_event_id
 from streams.consumer import EventConsumer
 from streams.producer import EventProducer
+from streams.serving.follow import poll_now
+from streams.serving.metrics import CANARY_ROLLBACKS
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, STRATEGY_WEIGHTS
 from tests.unit.inference.harness import publish, running_worker, wait_until

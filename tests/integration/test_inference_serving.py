@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from agents.inference.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
-from agents.inference.metrics import DEAD_LETTERS, REJECTIONS, SHADOW_DECISIONS
 from agents.inference.rollout import serving_versions
 from streams.consumer import EventConsumer
 from streams.producer import EventProducer
+from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
+from streams.serving.metrics import DEAD_LETTERS, REJECTIONS, SHADOW_DECISIONS
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, MODEL_UPDATES
 from tests.unit.inference.harness import Engine, publish, running_worker, send_control, wait_until
@@ -105,7 +105,7 @@ def test_kill_switch_takes_effect_within_one_second(topics: Settings) -> None:
             engine.received_at[s] for s in ids if engine.decisions[s][0]["fallback_reason"] == "kill_switch"
         )
         assert first - issued < 1.0
-        assert worker._status() == "DEGRADED"
+        assert worker.core.status() == "DEGRADED"
         send_control(topics, RELEASE_FALLBACK)
         assert wait_until(lambda: not worker.control.kill_switch, 1.0)
         assert engine.ask()["model_version"] == "v1"
@@ -147,7 +147,7 @@ def test_shadow_scores_live_requests_but_never_answers(topics: Settings) -> None
         assert all(engine.decisions[s][0]["multiplier"] == pytest.approx(1.0) for s in ids)
         shadowed = SHADOW_DECISIONS.labels(worker=worker.worker_id, model="sizer")
         assert wait_until(lambda: shadowed._value.get() == 20)
-        from agents.inference.metrics import SHADOW_DISAGREEMENT
+        from streams.serving.metrics import SHADOW_DISAGREEMENT
 
         total = SHADOW_DISAGREEMENT.labels(worker=worker.worker_id, model="sizer")._sum.get()
         assert total == pytest.approx(20 * 0.5, rel=1e-4)

@@ -589,8 +589,8 @@ def test_librdkafka_debug_logs_of_a_failing_login_carry_no_password(
 
 
 def test_metrics_endpoint_exposes_no_secret(tmp_path: Path) -> None:
-    import agents.inference.metrics
     import agents.metrics  # noqa: F401
+    import streams.serving.metrics  # noqa: F401
     import tradeloop.ops.health_metrics  # noqa: F401
     import trainers.metrics  # noqa: F401
     from streams.metrics import serve_metrics

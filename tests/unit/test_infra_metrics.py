@@ -18,7 +18,7 @@ METRICS_MODULES = (
     "tradeloop.ops.health_metrics",
     "streams.simulator.metrics",
     "agents.metrics",
-    "agents.inference.metrics",
+    "streams.serving.metrics",
     "trainers.metrics",
 )
 # What each metric family exposes on /metrics, by type (prometheus_client strips _total from counters).

@@ -8,7 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.inference.control import (
+from agents.inference.rollout import serving_versions
+from agents.inference.worker import InferenceWorker
+from streams.admin import create_topics
+from streams.producer import EventProducer
+from streams.serving.control import (
     ALL,
     FORCE_FALLBACK,
     FREEZE_UPDATES,
@@ -16,10 +20,6 @@ from agents.inference.control import (
     UNFREEZE_UPDATES,
     control_record,
 )
-from agents.inference.rollout import serving_versions
-from agents.inference.worker import InferenceWorker
-from streams.admin import create_topics
-from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import CONTROL
 from tradeloop.ui.output import echo_json

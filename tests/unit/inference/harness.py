@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from agents.inference.control import control_record
-from agents.inference.readers import poll_now
 from agents.inference.worker import InferenceWorker
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.features import ENGINE_FEATURES
 from streams.producer import EventProducer
+from streams.serving.control import control_record
+from streams.serving.follow import poll_now
 from streams.settings import Settings
 from streams.topics import CONTROL, MODEL_UPDATES, OUTCOMES, SIZING_DECISIONS, SIZING_REQUESTS
 

@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 
-from agents.inference.allocator_canary import AllocatorCanary, realised_uplift
-from agents.inference.metrics import CANARY_ROLLBACKS, WorkerMetrics
-from agents.inference.model_store import ModelStore, load_model
-from agents.inference.runtime import LoadedModel
+from agents.inference.allocator_canary import AllocatorCanary, allocator_canary, realised_uplift
 from agents.inference.weights import softmax
 from streams.config.inference import InferenceSettings
+from streams.serving.metrics import CANARY_ROLLBACKS, WorkerMetrics
+from streams.serving.model_store import ModelStore
+from streams.serving.runtime import LoadedModel
+from streams.serving.verify import load_model
 from streams.settings import Settings
 from tests.unit.inference.model_factory import make_manifest, mlp_onnx, update_record
 
@@ -133,8 +134,10 @@ def test_timeout_judges_what_arrived_then_promotes() -> None:
 
 
 def new_store(**inference: object) -> tuple[ModelStore, WorkerMetrics]:
+    """A store that serves the allocator the way the workers do (its canary from agents.inference)."""
     metrics = WorkerMetrics(f"unit-{uuid.uuid4().hex[:6]}")
-    return ModelStore(Settings(model_signing_key=KEY.decode(), inference=inference), metrics), metrics
+    settings = Settings(model_signing_key=KEY.decode(), inference=inference)
+    return ModelStore(settings, metrics, {"allocator": allocator_canary(settings.inference)}), metrics
 
 
 def test_store_judges_a_live_allocator_update_and_promotes_it() -> None:

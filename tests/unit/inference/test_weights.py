@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.inference.model_store import load_model
 from agents.inference.weights import WeightsPlanner, cap_step, equal_weights, softmax
+from streams.serving.verify import load_model
 from tests.unit.inference.model_factory import make_manifest, mlp_onnx, update_record
 
 KEY = b"unit-test-key"

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agents.inference.model_store import load_model
 from agents.inference.weights import WeightsPlanner
 from streams.manifest import sign_manifest
+from streams.serving.verify import load_model
 from tests.unit.trainers.allocator.fixtures import STRATEGIES, make_period
 from trainers.allocator.env import observation
 from trainers.allocator.export import (

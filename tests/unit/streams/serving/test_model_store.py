@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 
-from agents.inference.errors import ModelRejectedError
-from agents.inference.metrics import REJECTIONS, WorkerMetrics
-from agents.inference.model_store import ModelStore, load_model
 from streams.manifest import onnx_digest
+from streams.serving.errors import ModelRejectedError
+from streams.serving.metrics import REJECTIONS, WorkerMetrics
+from streams.serving.model_store import ModelStore
+from streams.serving.verify import load_model
 from streams.settings import Settings
 from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 

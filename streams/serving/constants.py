@@ -6,6 +6,7 @@ from typing import Final
 
 __all__ = [
     "ALLOCATOR",
+    "COMPONENT",
     "FALLBACK_REASONS",
     "KILL_SWITCH",
     "MISSING_FEATURES",
@@ -19,6 +20,10 @@ __all__ = [
     "SIZER",
     "STRATEGY_MISMATCH",
 ]
+
+# The heartbeat component of every serving process (inference workers and engines' in-process
+# sizers alike): `tradeloop status`, `tradeloop control versions` and RolloutWatcher read these.
+COMPONENT: Final = "inference"
 
 SIZER: Final = "sizer"
 ALLOCATOR: Final = "allocator"

@@ -1,114 +1,67 @@
 """Verified models and the slots they serve from: verify, build off the serving path, swap atomically.
 
-A model update becomes a :class:`LoadedModel` only after every check passes (size, HMAC signature,
-ONNX sha256, feature spec, a loadable ONNX with the declared inputs and outputs, finite outputs on
-a probe batch). Building the ``InferenceSession`` happens on the caller's thread (the update
-reader), never on the serving thread; the swap itself is one reference assignment, so a request
-batch always runs on one whole model and serving never pauses. A rejected update leaves the slot
-as it was: the last good model keeps serving.
+A model update becomes a :class:`LoadedModel` only after every check of
+:func:`streams.serving.verify.load_model` passes (size, HMAC signature, ONNX sha256, feature spec,
+a loadable ONNX with the declared inputs and outputs, finite outputs on a probe batch). Building
+the ``InferenceSession`` happens on the caller's thread (the update follower), never on the
+serving thread; the swap itself is one reference assignment, so a request batch always runs on one
+whole model and serving never pauses. A rejected update leaves the slot as it was: the last good
+model keeps serving.
 
-Each model name has a :class:`Slot`: the serving model, the previous one (kept for rollback), an
-optional shadow and an optional canary: a candidate judged on live evidence before it serves, for
-the sizer on a share of the requests (:mod:`agents.inference.canary`), for the allocator on the
-realised returns of live periods (:mod:`agents.inference.allocator_canary`). A signed clear
-record removes the shadow (:mod:`agents.inference.updates`).
+Each model a store serves has a :class:`Slot`: the serving model, the previous one (kept for
+rollback), an optional shadow and an optional canary: a candidate judged on live evidence before
+it serves (a :class:`streams.serving.canary.Judge`). Which models a store serves, and how each
+one's canary starts, is the caller's: the inference workers serve the sizer and the allocator
+(whose canary lives with the workers' weights code), the engine's in-process sizer serves the
+sizer only. Updates for a known model this store does not serve are ignored unverified. A signed
+clear record removes the shadow (:mod:`streams.serving.updates`).
 
 Example:
-    >>> from agents.inference.metrics import WorkerMetrics
+    >>> from streams.serving.metrics import WorkerMetrics
     >>> store = ModelStore(Settings(), WorkerMetrics("doc"))
-    >>> store.slot("sizer").serving is None
-    True
+    >>> store.slot("sizer").serving is None, store.models
+    (True, ('sizer',))
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
-from agents.inference.allocator_canary import AllocatorCanary
-from agents.inference.canary import Canary
-from agents.inference.constants import ALLOCATOR, SERVE, SHADOW, SIZER
-from agents.inference.errors import ModelRejectedError
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.runtime import LoadedModel, build_model
-from agents.inference.updates import is_clear, verify_clear
-from streams.errors import SignatureError
-from streams.features import SIZER_SPEC
-from streams.manifest import Manifest, verify_update
+from streams.config.inference import InferenceSettings
+from streams.serving.canary import Canary, Judge
+from streams.serving.constants import SERVE, SHADOW, SIZER
+from streams.serving.errors import ModelRejectedError
+from streams.serving.metrics import WorkerMetrics
+from streams.serving.runtime import LoadedModel
+from streams.serving.updates import is_clear, verify_clear
+from streams.serving.verify import KNOWN_MODELS, load_model, reject
 from streams.settings import Settings
 
-__all__ = ["KNOWN_MODELS", "Applied", "ModelStore", "Slot", "load_model"]
+__all__ = ["Applied", "CanaryFactory", "ModelStore", "Slot", "sizer_canary"]
 
 log = logging.getLogger(__name__)
 
-# The transform each model name must declare: a sizer answers one clipped multiplier, an allocator
-# a softmax over its strategies.
-KNOWN_MODELS: Final = {SIZER: "clip", ALLOCATOR: "softmax"}
+# How a live SERVE update of a model that already serves starts: (candidate, incumbent) -> the
+# canary judging it, or None to serve it at once.
+CanaryFactory = Callable[[LoadedModel, LoadedModel], Judge | None]
 
 
-def _reject(reason: str, detail: str, record: Mapping[str, Any]) -> ModelRejectedError:
-    return ModelRejectedError(
-        reason, detail, str(record.get("model_name", "")), str(record.get("version", ""))
-    )
+def sizer_canary(settings: InferenceSettings) -> CanaryFactory:
+    """The sizer's canary: ``canary_share`` of the requests, judged on their outcomes (0: none)."""
 
+    def start(candidate: LoadedModel, incumbent: LoadedModel) -> Judge | None:
+        return Canary(candidate, incumbent, settings) if settings.canary_share > 0 else None
 
-def _check_manifest(manifest: Manifest, record: Mapping[str, Any]) -> int:
-    """The number of outputs the manifest promises; raises when it cannot be served here."""
-    if manifest.name != record["model_name"] or manifest.version != record["version"]:
-        raise _reject("bad_manifest", "record name/version differ from the signed manifest", record)
-    transform = KNOWN_MODELS[manifest.name]
-    if manifest.output_transform != transform:
-        raise _reject("bad_manifest", f"{manifest.name} needs output_transform {transform!r}", record)
-    same_spec = manifest.feature_spec_digest == SIZER_SPEC.digest and tuple(manifest.feature_names) == (
-        SIZER_SPEC.names
-    )
-    if manifest.name == SIZER and not same_spec:
-        raise _reject(
-            "spec_mismatch",
-            f"trained on spec {manifest.feature_spec_version!r} ({manifest.feature_spec_digest[:12]}), "
-            f"serving {SIZER_SPEC.version!r} ({SIZER_SPEC.digest[:12]})",
-            record,
-        )
-    n = len(manifest.feature_names)
-    if n == 0 or len(manifest.obs_mean) != n or len(manifest.obs_std) != n:
-        raise _reject("bad_manifest", "feature_names, obs_mean and obs_std differ in length", record)
-    if not all(math.isfinite(m) for m in manifest.obs_mean) or not all(
-        math.isfinite(s) and s > 0 for s in manifest.obs_std
-    ):
-        raise _reject("bad_manifest", "obs_mean must be finite and obs_std finite and > 0", record)
-    if manifest.name == ALLOCATOR:
-        if not manifest.strategies:
-            raise _reject("bad_manifest", "an allocator needs its strategies", record)
-        return len(manifest.strategies)
-    return 1
-
-
-def load_model(record: Mapping[str, Any], key: bytes, max_bytes: int) -> LoadedModel:
-    """Verify a decoded ModelUpdate record and build its session.
-
-    Raises:
-        ModelRejectedError: with ``reason`` in :data:`agents.inference.constants.REJECTION_REASONS`.
-    """
-    if record["model_name"] not in KNOWN_MODELS:
-        raise _reject("unknown_model", f"this worker serves {sorted(KNOWN_MODELS)}", record)
-    onnx: bytes = record["onnx"]
-    if len(onnx) > max_bytes:
-        raise _reject("oversized", f"{len(onnx)} bytes > {max_bytes}", record)
-    try:
-        manifest = verify_update(record["manifest_json"], onnx, record["signature"], key)
-    except SignatureError as exc:
-        raise _reject(exc.reason, str(exc), record) from exc
-    n_outputs = _check_manifest(manifest, record)
-    return build_model(manifest, onnx, n_outputs, record)
+    return start
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one update did: ``kind`` is serving, canary, shadow, cleared, unchanged or rejected."""
+    """What one update did: ``kind`` is serving, canary, shadow, cleared, unchanged, ignored or rejected."""
 
     kind: str
     model: str
@@ -128,27 +81,61 @@ class Slot:
     serving: LoadedModel | None = None
     previous: LoadedModel | None = None
     shadow: LoadedModel | None = None
-    canary: Canary | AllocatorCanary | None = None
+    canary: Judge | None = None
     last_rejection: tuple[str, str] | None = None  # (version, reason) of the newest rejected update
     rolled_back: set[str] = field(default_factory=set)
 
 
 class ModelStore:
-    """The slots of one worker and every transition between them (apply, promote, roll back).
+    """The slots of one serving process and every transition between them (apply, promote, roll back).
 
     Transitions take a lock; the serving path reads slot fields without it (each read is one
     reference, and each field always holds a whole, verified model).
+
+    Args:
+        settings: the deployment's settings (signing key, ``inference`` bounds and canary).
+        metrics: the process's ``tradeloop_inference_*`` metric children.
+        canaries: the models this store serves, each with how its canary starts (None: a new
+            version serves at once). Default: the sizer with :func:`sizer_canary`.
+        shadows: load SHADOW updates (the workers score them); False ignores them.
     """
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        canaries: Mapping[str, CanaryFactory | None] | None = None,
+        shadows: bool = True,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._key = settings.signing_key()
-        self._slots = {name: Slot(name) for name in KNOWN_MODELS}
+        served = {SIZER: sizer_canary(settings.inference)} if canaries is None else dict(canaries)
+        unknown = set(served) - set(KNOWN_MODELS)
+        if unknown:
+            raise ValueError(f"cannot serve {sorted(unknown)}; known models are {sorted(KNOWN_MODELS)}")
+        self._canaries = served
+        self._shadows = shadows
+        self._slots = {name: Slot(name) for name in served}
         self._held: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._lock = threading.RLock()
-        for name in KNOWN_MODELS:
+        for name in served:
             metrics.model_age(name, self._created_us(name))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models this store serves."""
+        return tuple(self._slots)
+
+    def serves(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` is for a model and role this store loads (others are ignored unverified).
+
+        Unknown model names are not ignored: verification rejects them (``unknown_model``).
+        """
+        name = record.get("model_name")
+        if name in KNOWN_MODELS and name not in self._slots:
+            return False
+        return self._shadows or record.get("role") != SHADOW
 
     def _created_us(self, name: str) -> Any:
         def created() -> int | None:
@@ -182,6 +169,8 @@ class ModelStore:
         good model then serves at once, without a canary (as does an update with reason ``rollback``).
         """
         name, version, role = record["model_name"], record["version"], record["role"]
+        if not self.serves(record):
+            return Applied("ignored", name, version, "not served here")
         if is_clear(record):
             return self._clear(record)
         slot = self._slots.get(name)
@@ -206,7 +195,7 @@ class ModelStore:
         slot = self._slots.get(name)
         try:
             if slot is None:
-                raise _reject("unknown_model", f"this worker serves {sorted(KNOWN_MODELS)}", record)
+                raise reject("unknown_model", f"known models are {sorted(KNOWN_MODELS)}", record)
             verify_clear(record, self._key)
         except ModelRejectedError as exc:
             self.metrics.rejected(exc.model_name, exc.reason)
@@ -221,14 +210,12 @@ class ModelStore:
         log.info("shadow %s:%s cleared", name, shadow.version)
         return Applied("cleared", name, shadow.version)
 
-    def _canary(self, slot: Slot, model: LoadedModel, live: bool) -> Canary | AllocatorCanary | None:
+    def _canary(self, slot: Slot, model: LoadedModel, live: bool) -> Judge | None:
         """The canary ``model`` starts as, or None when it serves at once."""
-        incumbent, conf = slot.serving, self.settings.inference
-        if not live or incumbent is None:
+        incumbent, start = slot.serving, self._canaries[slot.name]
+        if not live or incumbent is None or start is None:
             return None
-        if slot.name == ALLOCATOR:
-            return AllocatorCanary(model, incumbent, conf) if conf.allocator_canary_periods > 0 else None
-        return Canary(model, incumbent, conf) if conf.canary_share > 0 else None
+        return start(model, incumbent)
 
     def _already(self, slot: Slot, version: str, role: str) -> bool:
         if role == SHADOW:
@@ -259,7 +246,10 @@ class ModelStore:
             if isinstance(canary, Canary):
                 log.info("canary %s:%s on %.0f%% of requests", slot.name, model.version, 100 * canary.share)
             else:
-                log.info("canary %s:%s judged on the next %d periods", slot.name, model.version, canary.n)
+                version = slot.serving.version if slot.serving is not None else "?"
+                log.info(
+                    "canary %s:%s judged against %s: %s", slot.name, model.version, version, canary.state()
+                )
             return Applied("canary", slot.name, model.version)
         if slot.canary is not None:
             slot.canary = None

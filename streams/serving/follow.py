@@ -1,15 +1,16 @@
-"""The worker's background readers: control + model updates, and the data it scores with.
+"""Following the control and model-updates topics, and the helpers a serving process reads with.
 
-Both read without a consumer group (every worker sees everything). The control reader replays the
-control and model-updates topics from the beginning: at start it catches up on the history in
-event-time order (so a freeze issued before a model update holds that update back), then loads
-the newest good record per model and role at once, without a canary (a shadow only if no later
-SERVE record promoted its version, none if the newest good shadow record is a clear); after
-that every record applies live.
+Every serving process (each inference worker, each engine's in-process sizer) reads without a
+consumer group: each sees everything. The control reader replays the control and model-updates
+topics from the beginning: at start it catches up on the history in event-time order (so a freeze
+issued before a model update holds that update back), then loads the newest good record per model
+and role at once, without a canary (a shadow only if no later SERVE record promoted its version,
+none if the newest good shadow record is a clear); after that every record applies live.
+:meth:`streams.serving.core.ServingCore.follow_control` runs it.
 
 Example:
-    >>> reader = ControlReader(settings, store, control, on_change=print)   # doctest: +SKIP
-    >>> reader.catch_up(timeout=30.0)                                        # doctest: +SKIP
+    >>> reader = ControlReader(consumer, store, control, dead_letters, metrics, on_change=print)  # doctest: +SKIP
+    >>> reader.catch_up(timeout=30.0)                                                               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from agents.inference.constants import SERVE, SHADOW
-from agents.inference.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.model_store import Applied, ModelStore
-from agents.inference.updates import is_clear
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
 from streams.producer import EventProducer
+from streams.serving.constants import SERVE, SHADOW
+from streams.serving.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
+from streams.serving.metrics import WorkerMetrics
+from streams.serving.model_store import Applied, ModelStore
+from streams.serving.updates import is_clear
 from streams.topics import CONTROL, DEAD_LETTER, MODEL_UPDATES
 
 __all__ = [
@@ -182,7 +183,7 @@ class ControlReader:
         consumer: EventConsumer,
         store: ModelStore,
         control: ControlState,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetters | None,
         metrics: WorkerMetrics,
         on_change: Callable[[], None],
     ) -> None:
@@ -198,7 +199,8 @@ class ControlReader:
         try:
             return topic, self.consumer.decode(message)
         except SchemaDecodeError as exc:
-            self.dead_letters.send(message, exc)
+            if self.dead_letters is not None:
+                self.dead_letters.send(message, exc)
             if topic == MODEL_UPDATES:
                 key = message.key()
                 self.metrics.rejected(key.decode(errors="replace") if key else "", "bad_record")

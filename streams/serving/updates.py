@@ -8,7 +8,7 @@ therefore has a key of its own, so that a worker that starts late still finds al
 
 A canary is not a published role: a ``SERVE`` update that reaches a worker already serving that
 model becomes a canary there, and each worker settles it on its own evidence
-(:mod:`agents.inference.canary`, :mod:`agents.inference.allocator_canary`).
+(:mod:`streams.serving.canary`, :mod:`agents.inference.allocator_canary`).
 
 **Clearing a role.** A shadow ends with a *clear record* on its key: a ModelUpdate with reason
 ``clear``, no ONNX bytes, the cleared version in ``version`` (informative) and, as
@@ -36,8 +36,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agents.inference.constants import SERVE, SHADOW
-from agents.inference.errors import ModelRejectedError
+from streams.serving.constants import SERVE, SHADOW
+from streams.serving.errors import ModelRejectedError
 
 __all__ = ["CLEAR_REASON", "clear_text", "is_clear", "update_key", "verify_clear"]
 

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from agents.inference.model_store import load_model
 from streams.features import SIZER_SPEC
+from streams.serving.verify import load_model
 from tests.unit.inference.model_factory import make_manifest, mlp_onnx, update_record
 
 KEY = b"unit-test-key"

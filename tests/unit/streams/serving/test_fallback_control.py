@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agents.inference.control import (
+from streams.serving.control import (
     FORCE_FALLBACK,
     FREEZE_UPDATES,
     RELEASE_FALLBACK,
@@ -14,7 +14,7 @@ from agents.inference.control import (
     ControlState,
     control_record,
 )
-from agents.inference.fallback import rule_multiplier
+from streams.serving.fallback import rule_multiplier
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,13 @@ import uuid
 
 import pytest
 
-from agents.inference.canary import routed_to_canary
-from agents.inference.control import ControlState
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.model_store import ModelStore
-from agents.inference.observation import FeatureCache
-from agents.inference.sizing import Sizer
 from streams.features import ENGINE_FEATURES, SIZER_SPEC
+from streams.serving.canary import routed_to_canary
+from streams.serving.control import ControlState
+from streams.serving.metrics import WorkerMetrics
+from streams.serving.model_store import ModelStore
+from streams.serving.observation import FeatureCache
+from streams.serving.sizing import Sizer
 from streams.settings import Settings
 from tests.unit.inference.model_factory import make_manifest, sizer_update, sqrt_onnx, update_record
 

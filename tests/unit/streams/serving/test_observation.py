@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from agents.inference.observation import FeatureCache, ObservationBuilder, family_of
 from streams.features import ENGINE_FEATURES, FAMILIES, SIZER_SPEC, STREAM_FEATURES, build_state
+from streams.serving.observation import FeatureCache, ObservationBuilder, family_of
 
 
 def snapshot(symbol: str, values: list[float], ts: int = 1, spec: str = SIZER_SPEC.version) -> dict:

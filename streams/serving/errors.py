@@ -11,7 +11,7 @@ class ModelRejectedError(TradeloopError):
     """A model update that must not serve.
 
     Attributes:
-        reason: one of :data:`agents.inference.constants.REJECTION_REASONS`.
+        reason: one of :data:`streams.serving.constants.REJECTION_REASONS`.
         model_name: the model the update was for ("" when the record itself is unreadable).
         version: the update's version ("" when unknown).
     """

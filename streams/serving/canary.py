@@ -36,11 +36,11 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from streams.config.inference import InferenceSettings
 
-__all__ = ["Canary", "Verdict", "mean_and_error", "routed_to_canary"]
+__all__ = ["Canary", "Judge", "Verdict", "mean_and_error", "routed_to_canary"]
 
 _BUCKETS = 10_000
 
@@ -73,6 +73,25 @@ class Verdict:
     promote: bool
     reason: str
     detail: str
+
+
+class Judge(Protocol):
+    """A candidate model judged on live evidence before it serves.
+
+    :class:`Canary` judges a sizer on a share of the requests; the inference workers judge an
+    allocator on the realised returns of live periods (``agents.inference.allocator_canary``).
+    """
+
+    candidate: Any
+    incumbent: Any
+
+    def verdict(self, now: float | None = None) -> Verdict | None:
+        """Promote, roll back, or None while the evidence is still coming in."""
+        ...
+
+    def state(self) -> str:
+        """A one-line summary for heartbeats and logs."""
+        ...
 
 
 class Canary:

@@ -29,9 +29,9 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
-from agents.inference.errors import ModelRejectedError
 from streams.clock import now_us
 from streams.manifest import Manifest
+from streams.serving.errors import ModelRejectedError
 
 __all__ = ["RAW_INPUT", "LoadedModel", "build_model", "fold_normalisation", "session_options"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.inference.canary import Canary, routed_to_canary
 from streams.config.inference import InferenceSettings
+from streams.serving.canary import Canary, routed_to_canary
 
 
 def canary(**overrides: object) -> Canary:

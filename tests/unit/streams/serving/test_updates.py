@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from agents.inference.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState, control_record
-from agents.inference.errors import ModelRejectedError
-from agents.inference.metrics import WorkerMetrics
-from agents.inference.model_store import ModelStore
-from agents.inference.readers import apply_history
-from agents.inference.updates import clear_text, is_clear, update_key, verify_clear
+from streams.serving.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState, control_record
+from streams.serving.errors import ModelRejectedError
+from streams.serving.follow import apply_history
+from streams.serving.metrics import WorkerMetrics
+from streams.serving.model_store import ModelStore
+from streams.serving.updates import clear_text, is_clear, update_key, verify_clear
 from streams.settings import Settings
 from streams.topics import CONTROL, MODEL_UPDATES
 from tests.unit.inference.model_factory import sizer_update

@@ -6,7 +6,7 @@ request no trusted model can answer gets the score rule with its reason; nothing
 request that has a safe size.
 
 Example:
-    >>> from agents.inference.metrics import WorkerMetrics
+    >>> from streams.serving.metrics import WorkerMetrics
     >>> s = Settings()
     >>> sizer = Sizer(s, ModelStore(s, WorkerMetrics("doc-sizer")), ControlState("w"), FeatureCache())
     >>> batch = sizer.decide([{"signal_id": "s1", "strategy": "momentum_1", "symbol": "X", "side": "BUY",
@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.inference.canary import Canary, routed_to_canary
-from agents.inference.constants import (
+from streams.clock import new_event_id, now_us
+from streams.serving.canary import Canary, routed_to_canary
+from streams.serving.constants import (
     KILL_SWITCH,
     MISSING_FEATURES,
     MODEL_ERROR,
@@ -35,12 +36,11 @@ from agents.inference.constants import (
     RULE_MODEL_NAME,
     SIZER,
 )
-from agents.inference.control import ControlState
-from agents.inference.fallback import rule_multiplier
-from agents.inference.model_store import ModelStore
-from agents.inference.observation import FeatureCache, ObservationBuilder, Observations
-from agents.inference.runtime import LoadedModel
-from streams.clock import new_event_id, now_us
+from streams.serving.control import ControlState
+from streams.serving.fallback import rule_multiplier
+from streams.serving.model_store import ModelStore
+from streams.serving.observation import FeatureCache, ObservationBuilder, Observations
+from streams.serving.runtime import LoadedModel
 from streams.settings import Settings
 
 __all__ = ["BatchDecision", "Sizer", "bounds_for", "score_model"]
