@@ -62,6 +62,11 @@ BENCHES: tuple[Bench, ...] = (
         Target("single_p99_us", "one decision in process, p99 us", LE, 100, "<= 100"),
         Target("batched_per_s", "batched decisions/s", GE, 100_000, ">= 100,000"),
     )),
+    Bench("engine_sizer", (), (
+        Target("local_p99_us", "sizing in the engine's process through the SDK, p99 us", LE, 200, "<= 200"),
+        Target("ratio_to_bare_run", "... p50 ratio to a bare session.run", GE, 0, "reported"),
+        Target("swap_to_local_serving_p99_s", "publish -> the engine's sizer serving it, p99 s", LE, 1.0, "<= 1"),
+    )),
     Bench("bus_latency", (), (Target("bus_p99_ms", "request -> decision over the bus, p99 ms", LE, 20, "<= 20"),)),
     Bench("model_propagation", (), (
         Target("propagation_p99_s", "publish -> all workers serving, p99 s", LE, 1.0, "<= 1"),

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.batching import EventBatcher
 from streams.clock import new_event_id, now_us
@@ -35,6 +35,9 @@ from streams.errors import TradeloopError
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import OUTCOMES, SIGNALS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS, TRADES
+
+if TYPE_CHECKING:
+    from streams.engine_sizer import EngineSizer
 
 __all__ = ["EngineClient", "SizeTimeoutError", "SizingDecision", "StrategyWeights"]
 
@@ -89,6 +92,7 @@ class EngineClient:
         self._decisions: EventConsumer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._local_sizer: EngineSizer | None = None
 
     def _partition_count(self, topic: str) -> int:
         """The topic's partition count from the broker; the configured count if it cannot say now.
@@ -255,6 +259,23 @@ class EngineClient:
                 self._pending.pop(signal_id, None)
             raise SizeTimeoutError(f"no sizing decision for {signal_id} within {timeout}s") from None
 
+    def local_sizer(self, wait: float = 30.0) -> EngineSizer:
+        """An in-process sizer for this engine (started once, closed with the client).
+
+        It answers :meth:`~streams.engine_sizer.EngineSizer.size` in the calling thread with the
+        models the inference workers serve, verified and hot-swapped the same way, and reports its
+        decisions and heartbeats like a worker. Waits up to ``wait`` seconds for the model history.
+        """
+        from streams.engine_sizer import EngineSizer  # onnxruntime is loaded only by engines that size here
+
+        with self._lock:
+            if self._local_sizer is None:
+                self._local_sizer = EngineSizer(self.settings, client_id=self.client_id).start()
+            sizer = self._local_sizer
+        if wait > 0 and not sizer.wait_ready(wait):
+            log.warning("in-process sizer: model history not loaded within %.0fs; the rule answers", wait)
+        return sizer
+
     # -- weights ---------------------------------------------------------------------------
     def subscribe_weights(
         self, callback: Callable[[StrategyWeights], None], from_beginning: bool = False
@@ -292,6 +313,8 @@ class EngineClient:
                 thread.join(2.0)
             if self._decisions is not None:
                 self._decisions.close()
+            if self._local_sizer is not None:
+                self._local_sizer.close()
 
     def __enter__(self) -> EngineClient:
         return self
