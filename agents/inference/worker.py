@@ -34,6 +34,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
+from agents.inference.acks import Acknowledgements
 from agents.inference.allocator_canary import AllocatorCanary, allocator_canary
 from agents.inference.weights import WeightsPlanner
 from streams.clock import new_event_id
@@ -83,6 +84,7 @@ class InferenceWorker:
             status=self.core.status, interval=conf.heartbeat_interval_seconds, producer=self.producer,
         )  # fmt: skip
         self.assigned: frozenset[int] = frozenset()
+        self._acks = Acknowledgements()
         self._ready = self.core.ready
         self._assigned_once = threading.Event()
         self._stop = threading.Event()
@@ -198,7 +200,8 @@ class InferenceWorker:
         log.info("%s assigned sizing-request partitions %s", self.worker_id, sorted(self.assigned))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._commit(consumer, asynchronous=False)
+        self._commit(consumer, asynchronous=False, flush=True)
+        self._acks.forget({p.partition for p in partitions})
         self.assigned = frozenset()
 
     def _flush(self, timeout: float) -> None:
@@ -214,16 +217,26 @@ class InferenceWorker:
         left = max(0.0, deadline - time.monotonic())  # never negative: flush(-1) would wait forever
         self.producer.flush(min(left, _STOPPING_FLUSH_SECONDS) if self._stop.is_set() else left)
 
-    def _commit(self, consumer: Any, asynchronous: bool) -> None:
-        """Commit what was consumed, once every decision for it is acknowledged."""
+    def _commit(self, consumer: Any, asynchronous: bool, flush: bool = False) -> None:
+        """Commit past the requests whose decisions the broker acknowledged (at least once).
+
+        The serving loop never flushes: it commits what the delivery reports have confirmed so far
+        (``flush`` is for a revocation or the stop, which first wait for every decision).
+        """
+        if flush:
+            try:
+                self._flush(10.0)
+            except TradeloopError as exc:
+                log.warning("decisions unacknowledged at commit: %s", exc)
+        positions = self._acks.positions()
+        if not positions:
+            return
+        topic = self.settings.topic(SIZING_REQUESTS)
+        offsets = [TopicPartition(topic, partition, offset) for partition, offset in positions.items()]
         try:
-            self._flush(10.0)
-            consumer.commit(asynchronous=asynchronous)
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
-            # _NO_OFFSET: nothing consumed since the last commit.
-            log.debug("commit skipped: %s", exc)
-        except TradeloopError as exc:
-            log.warning("decisions unacknowledged, offsets not committed: %s", exc)
+            log.warning("commit failed: %s", exc)
 
     def _serve_loop(self) -> None:
         if not self._ready.wait(60.0):
@@ -249,23 +262,27 @@ class InferenceWorker:
                     next_commit = now + conf.commit_interval_seconds
                 if self.core.settle(now, (SIZER,)):
                     self.acknowledge()
-            self._commit(raw, asynchronous=False)
+            self._commit(raw, asynchronous=False, flush=True)
         finally:
             consumer.close()
 
     def _serve(self, consumer: EventConsumer, messages: list[Message], received_ns: int) -> None:
-        requests = []
+        requests, answered = [], []
         for message in messages:
+            done = self._acks.track(message.partition() or 0, message.offset() or 0)
             try:
                 requests.append(consumer.decode(message))
+                answered.append(done)
             except SchemaDecodeError as exc:
                 if self.dead_letters is not None:
-                    self.dead_letters.send(message, exc)
+                    self.dead_letters.send(message, exc, on_delivery=_when_delivered(done))
+                else:
+                    done()
         if not requests:
             return
         batch, records = self.core.answer(requests, received_ns)
-        for record in records:
-            self.producer.send(SIZING_DECISIONS, record["signal_id"], record)
+        for record, done in zip(records, answered, strict=True):
+            self.producer.send(SIZING_DECISIONS, record["signal_id"], record, on_delivery=_when_delivered(done))
         self.producer.poll(0)
         self.core.shadow(batch)
 
@@ -281,6 +298,16 @@ class InferenceWorker:
                 if record["fallback_reason"]:
                     self.metrics.fallback(record["fallback_reason"])
             self.producer.poll(0)
+
+
+def _when_delivered(done: Callable[[], None]) -> Callable[[Any, Any], None]:
+    """A delivery callback that marks a request done (a failed delivery is counted and logged by
+    the producer; its request is committed past like the rest, as the engine stopped waiting long ago)."""
+
+    def delivered(error: Any, message: Any) -> None:
+        done()
+
+    return delivered
 
 
 def main() -> None:

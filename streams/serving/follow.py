@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from streams.clock import new_event_id, now_us
 from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
-from streams.producer import EventProducer
+from streams.producer import DeliveryCallback, EventProducer
 from streams.serving.constants import SERVE, SHADOW
 from streams.serving.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
 from streams.serving.metrics import WorkerMetrics
@@ -76,14 +76,14 @@ class DeadLetters:
         self.worker_id = worker_id
         self.metrics = metrics
 
-    def send(self, message: Message, error: SchemaDecodeError) -> None:
+    def send(self, message: Message, error: SchemaDecodeError, on_delivery: DeliveryCallback | None = None) -> None:
         record = {
             "event_id": new_event_id(), "ts": now_us(), "stage": "inference", "component": self.worker_id,
             "topic": message.topic() or "", "partition": message.partition() or 0,
             "offset": message.offset() or 0, "key": message.key(), "raw": error.raw, "reason": error.reason,
             "error": str(error),
         }  # fmt: skip
-        self.producer.send(DEAD_LETTER, message.key(), record)
+        self.producer.send(DEAD_LETTER, message.key(), record, on_delivery)
         self.metrics.dead_letter(error.reason)
         log.warning(
             "dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error
