@@ -31,7 +31,12 @@ class TopicState:
 
 
 def _new_topic(settings: Settings, spec: TopicSpec) -> NewTopic:
-    partitions = 1 if spec.single_partition else settings.partitions
+    if spec.single_partition:
+        partitions = 1
+    elif spec.sizing_path:
+        partitions = settings.inference.sizing_partitions
+    else:
+        partitions = settings.partitions
     return NewTopic(
         settings.topic(spec.name),
         num_partitions=partitions,

@@ -170,7 +170,7 @@ class EngineSizer:
         return SizingDecision(
             signal_id=signal_id, multiplier=record["multiplier"], model_version=record["model_version"],
             fallback=record["fallback"], fallback_reason=record["fallback_reason"],
-            latency_us=record["latency_us"], worker_id=self.sizer_id,
+            latency_us=record["latency_us"], worker_id=self.sizer_id, ts=record["ts"],
         )  # fmt: skip
 
     # -- heartbeat content -----------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from streams.batching import EventBatcher
 from streams.clock import new_event_id, now_us
@@ -39,9 +39,25 @@ from streams.topics import OUTCOMES, SIGNALS, SIZING_DECISIONS, SIZING_REQUESTS,
 if TYPE_CHECKING:
     from streams.engine_sizer import EngineSizer
 
-__all__ = ["EngineClient", "SizeTimeoutError", "SizingDecision", "StrategyWeights"]
+__all__ = [
+    "DECISION_READER_CONFIG",
+    "REQUEST_PRODUCER_CONFIG",
+    "EngineClient",
+    "SizeTimeoutError",
+    "SizingDecision",
+    "StrategyWeights",
+]
 
 log = logging.getLogger(__name__)
+
+
+# The request path's clients (bench/bus_latency.py uses the same two for its bare round trip).
+# Requests go out at once: the engine is waiting on the answer. The decision reader asks often:
+# Tansu answers a fetch only when fetch.wait.max.ms expires, so this is the longest a decision waits
+# on the broker once it is there. Nagle's algorithm off: a small request written while the previous
+# one is unacknowledged would otherwise wait for that acknowledgement.
+REQUEST_PRODUCER_CONFIG: Final[Mapping[str, Any]] = {"linger.ms": 0, "socket.nagle.disable": True}
+DECISION_READER_CONFIG: Final[Mapping[str, Any]] = {"fetch.wait.max.ms": 5, "socket.nagle.disable": True}
 
 
 class SizeTimeoutError(TradeloopError):
@@ -57,6 +73,7 @@ class SizingDecision:
     fallback_reason: str | None
     latency_us: int
     worker_id: str
+    ts: int = 0  # when the decision was made (microseconds since the epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +102,7 @@ class EngineClient:
         self.client_id = client_id or f"engine-{new_event_id()[:8]}"
         self._producer = EventProducer(settings, self.client_id, config=producer_config)
         self._batcher = EventBatcher(self._producer, settings.batching, self._partition_count)
-        # Sizing requests go out at once: the engine is waiting on the answer.
-        self._requests = EventProducer(settings, f"{self.client_id}-requests", config={"linger.ms": 0})
+        self._requests = EventProducer(settings, f"{self.client_id}-requests", config=REQUEST_PRODUCER_CONFIG)
         self._pending: dict[str, Future[SizingDecision]] = {}
         self._lock = threading.Lock()
         self._decisions: EventConsumer | None = None
@@ -204,7 +220,7 @@ class EngineClient:
                 self.settings,
                 f"{self.client_id}-decisions",
                 self.client_id,
-                config={"fetch.wait.max.ms": 5},  # Tansu answers a fetch only when this expires
+                config=DECISION_READER_CONFIG,
             )
             consumer.assign_all([SIZING_DECISIONS], from_beginning=False)
             self._decisions = consumer
@@ -329,7 +345,7 @@ def _decision(record: Mapping[str, Any]) -> SizingDecision:
     return SizingDecision(
         signal_id=record["signal_id"], multiplier=record["multiplier"], model_version=record["model_version"],
         fallback=record["fallback"], fallback_reason=record["fallback_reason"],
-        latency_us=record["latency_us"], worker_id=record["worker_id"],
+        latency_us=record["latency_us"], worker_id=record["worker_id"], ts=record["ts"],
     )  # fmt: skip
 
 

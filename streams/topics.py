@@ -51,6 +51,8 @@ class TopicSpec:
     Attributes:
         batch_schema: a second value schema carrying many events per record (parallel arrays),
             told apart from ``schema`` by its fingerprint; None where only single records exist.
+        sizing_path: created with ``inference.sizing_partitions`` partitions instead of
+            ``partitions`` (the request -> decision round trip; ``docs/inference.md``).
     """
 
     name: str
@@ -59,6 +61,7 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
     single_partition: bool = False
     batch_schema: str | None = None
+    sizing_path: bool = False
 
 
 _COMPACT = {"cleanup.policy": "compact"}
@@ -72,8 +75,8 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(EXPERIENCES, "Experience", "signal_id"),
     TopicSpec(ALLOCATION_PERIODS, "AllocationPeriod", "portfolio"),
     TopicSpec(MODEL_UPDATES, "ModelUpdate", "model name", _COMPACT),
-    TopicSpec(SIZING_REQUESTS, "SizingRequest", "signal_id"),
-    TopicSpec(SIZING_DECISIONS, "SizingDecision", "signal_id"),
+    TopicSpec(SIZING_REQUESTS, "SizingRequest", "signal_id", sizing_path=True),
+    TopicSpec(SIZING_DECISIONS, "SizingDecision", "signal_id", sizing_path=True),
     TopicSpec(STRATEGY_WEIGHTS, "StrategyWeights", "portfolio"),
     TopicSpec(DEAD_LETTER, "DeadLetter", "original key"),
     TopicSpec(HEARTBEATS, "Heartbeat", "component id"),

@@ -66,7 +66,10 @@ class InferenceWorker:
         conf = settings.inference
         # A suffix keeps workers in one process (tests, benchmarks) apart.
         self.worker_id = worker_id or conf.worker_id or f"{component_id(COMPONENT)}-{new_event_id()[:4]}"
-        self.producer = EventProducer(settings, self.worker_id, config={"linger.ms": 0})
+        # Decisions go out at once, without Nagle's algorithm holding one back behind the last.
+        self.producer = EventProducer(
+            settings, self.worker_id, config={"linger.ms": 0, "socket.nagle.disable": True}
+        )
         # The serving core is shared with the engine's in-process sizer (streams.engine_sizer).
         self.core = ServingCore(
             settings, self.worker_id, self.producer,
@@ -246,7 +249,7 @@ class InferenceWorker:
         group = conf.group_id or f"{self.settings.topic_prefix}inference"
         consumer = EventConsumer(
             self.settings, group, self.worker_id,
-            config={"fetch.wait.max.ms": conf.request_fetch_wait_ms},
+            config={"fetch.wait.max.ms": conf.request_fetch_wait_ms, "socket.nagle.disable": True},
         )  # fmt: skip
         consumer.subscribe([SIZING_REQUESTS], on_assign=self._on_assign, on_revoke=self._on_revoke)
         raw = consumer.raw

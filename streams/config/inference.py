@@ -61,6 +61,12 @@ class InferenceSettings(Section):
         gt=0,
         description="judge a new allocator on the periods that arrived by then when N have not",
     )
+    sizing_partitions: int = Field(
+        default=12,
+        ge=1,
+        description="partitions of sizing-requests and sizing-decisions: on the embedded broker a fetch "
+        "costs in proportion to the record batches in each partition it reads (docs/inference.md)",
+    )
     request_fetch_wait_ms: int = Field(
         default=5, ge=0, description="fetch.wait.max.ms on the request path (Tansu answers at this period)"
     )

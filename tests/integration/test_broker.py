@@ -46,6 +46,8 @@ def test_topics_create_is_idempotent_and_compacts_model_updates(settings: Settin
     assert len(listed) == len(ALL_TOPICS) and all(s.exists for s in listed.values())
     assert listed[settings.topic("control")].partitions == 1
     assert listed[settings.topic("trades")].partitions == settings.partitions
+    for sizing in ("sizing-requests", "sizing-decisions"):  # the request path has partitions of its own
+        assert listed[settings.topic(sizing)].partitions == settings.inference.sizing_partitions != 3
 
 
 def test_cli_broker_prints_bootstrap_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_two_workers_in_one_group_share_requests_and_both_swap(topics: Settings)
     ):
         # The second join rebalances the group; wait until both hold partitions.
         assert wait_until(lambda: first.assigned and second.assigned and
-                          len(first.assigned | second.assigned) == topics.partitions, 20.0)  # fmt: skip
+                          len(first.assigned | second.assigned) == topics.inference.sizing_partitions, 20.0)  # fmt: skip
         assert not first.assigned & second.assigned
         ids = [engine.request() for _ in range(60)]
         assert engine.wait_all(ids)
