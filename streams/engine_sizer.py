@@ -31,8 +31,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 from streams.clock import new_event_id, now_us
 from streams.errors import TradeloopError
@@ -42,6 +44,7 @@ from streams.sdk import SizingDecision
 from streams.serving.constants import COMPONENT, SIZER
 from streams.serving.core import ServingCore
 from streams.serving.model_store import sizer_canary
+from streams.serving.sizing import BatchDecision
 from streams.settings import Settings
 from streams.topics import SIZING_DECISIONS
 
@@ -74,6 +77,7 @@ class EngineSizer:
             settings, COMPONENT, ident=self.sizer_id, gauges=self.core.gauges, info=self._info,
             status=self.core.status, interval=conf.heartbeat_interval_seconds, producer=self._producer,
         )  # fmt: skip
+        self._reporter = _Reporter(self.core, self._producer)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -138,6 +142,7 @@ class EngineSizer:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+        self._reporter.close()
         self.heartbeater.stop()
         try:
             self._producer.flush(timeout)
@@ -158,21 +163,88 @@ class EngineSizer:
         features: Mapping[str, float],
     ) -> SizingDecision:  # fmt: skip
         """The multiplier for one signal, computed in the calling thread; never raises for a request
-        with a safe size (the rule answers, with ``fallback_reason``, when no model can)."""
+        with a safe size (the rule answers, with ``fallback_reason``, when no model can).
+
+        Only the scoring runs here; the SizingDecision record is built, counted and produced by
+        the reporting thread (or here, while that thread is more than a backlog behind).
+        """
         received_ns = time.perf_counter_ns()
+        requested_us = now_us()
         # The SizingRequest a worker would have received (never encoded: no event id needed).
         request = {
-            "ts": now_us(), "signal_id": signal_id, "client_id": self.client_id, "strategy": strategy,
+            "ts": requested_us, "signal_id": signal_id, "client_id": self.client_id, "strategy": strategy,
             "symbol": symbol, "side": side, "score": score, "features": features,
         }  # fmt: skip
-        _, (record,) = self.core.answer([request], received_ns)
-        self._producer.send(SIZING_DECISIONS, signal_id, record)
+        batch = self.core.sizer.decide((request,))
+        latency_ns = time.perf_counter_ns() - received_ns
+        self._reporter.add(request, batch, latency_ns)
+        reason = batch.reasons[0]
         return SizingDecision(
-            signal_id=signal_id, multiplier=record["multiplier"], model_version=record["model_version"],
-            fallback=record["fallback"], fallback_reason=record["fallback_reason"],
-            latency_us=record["latency_us"], worker_id=self.sizer_id, ts=record["ts"],
+            signal_id=signal_id, multiplier=batch.multipliers[0], model_version=batch.versions[0],
+            fallback=reason is not None, fallback_reason=reason, latency_us=latency_ns // 1000,
+            worker_id=self.sizer_id, ts=requested_us + latency_ns // 1000,
         )  # fmt: skip
 
     # -- heartbeat content -----------------------------------------------------------------
     def _info(self) -> dict[str, str]:
         return {**self.core.info(), "engine": self.client_id}
+
+
+class _Reporter:
+    """Builds, counts and produces the SizingDecision records of ``size()`` calls, off their thread.
+
+    ``size()`` appends to a deque (no lock, no wake-up); this thread drains it every few
+    milliseconds in short chunks, giving the interpreter back between chunks, so an engine thread
+    that wants it waits for at most one chunk. Should the engine size faster than the chunks keep
+    up with (more than ``backlog`` waiting), ``size()`` reports inline: memory stays bounded and no
+    decision goes unreported.
+    """
+
+    def __init__(self, core: ServingCore, producer: EventProducer, interval: float = 0.005,
+                 chunk: int = 2, backlog: int = 1024) -> None:  # fmt: skip
+        self.core = core
+        self.producer = producer
+        self.interval = interval
+        self.chunk = chunk
+        self.backlog = backlog
+        self._pending: deque[tuple[dict[str, Any], BatchDecision, int]] = deque()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine-sizer-reports", daemon=True)
+        self._thread.start()
+
+    def add(self, request: dict[str, Any], batch: BatchDecision, latency_ns: int) -> None:
+        if len(self._pending) >= self.backlog:
+            self._report(request, batch, latency_ns)
+        else:
+            self._pending.append((request, batch, latency_ns))
+
+    def _report(self, request: dict[str, Any], batch: BatchDecision, latency_ns: int) -> None:
+        decided_us = request["ts"] + latency_ns // 1000
+        (record,) = self.core.report((request,), batch, latency_ns, decided_us)
+        self.producer.send(SIZING_DECISIONS, record["signal_id"], record)
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending:
+            for _ in range(self.chunk):
+                try:
+                    item = pending.popleft()
+                except IndexError:
+                    break
+                self._report(*item)
+            # A real sleep, not sleep(0): the engine thread gets the interpreter between chunks
+            # (after sleep(0) this thread may take it straight back, and the engine then waits
+            # out the interpreter's switch interval, 5 ms).
+            time.sleep(0.0001)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._drain()
+            except TradeloopError as exc:  # a record that cannot be produced: counted, logged, skipped
+                log.warning("sizing decision not reported: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self._drain()

@@ -95,8 +95,21 @@ class ServingCore:
         """Score ``requests`` and build their SizingDecision records (latency from ``received_ns``)."""
         received_ns = time.perf_counter_ns() if received_ns is None else received_ns
         batch = self.sizer.decide(requests)
-        latency_ns = time.perf_counter_ns() - received_ns
-        records = Sizer.records(requests, batch, self.ident, latency_ns // 1000)
+        return batch, self.report(requests, batch, time.perf_counter_ns() - received_ns)
+
+    def report(
+        self,
+        requests: Sequence[Mapping[str, Any]],
+        batch: BatchDecision,
+        latency_ns: int,
+        decided_us: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The SizingDecision records of a scored batch, counted in the metrics.
+
+        Separate from scoring so that an engine's in-process sizer can answer first and report
+        off its caller's thread (``decided_us``: when the decision was made; default now).
+        """
+        records = Sizer.records(requests, batch, self.ident, latency_ns // 1000, decided_us)
         self.metrics.decided(len(requests), latency_ns / 1e9)
         self.decisions += len(requests)
         for reason in batch.reasons:
@@ -105,7 +118,7 @@ class ServingCore:
                 self.metrics.fallback(reason)
         if batch.missing_snapshots:
             self.metrics.stream_missing(batch.missing_snapshots)
-        return batch, records
+        return records
 
     def shadow(self, batch: BatchDecision) -> None:
         """Score the sizer's shadow on what a model answered in ``batch`` (after sending it)."""

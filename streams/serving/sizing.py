@@ -206,10 +206,11 @@ class Sizer:
 
     @staticmethod
     def records(
-        requests: Sequence[Mapping[str, Any]], batch: BatchDecision, worker_id: str, latency_us: int
-    ) -> list[dict[str, Any]]:
-        """SizingDecision records for the batch, in request order."""
-        ts = now_us()
+        requests: Sequence[Mapping[str, Any]], batch: BatchDecision, worker_id: str, latency_us: int,
+        decided_us: int | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """SizingDecision records for the batch, in request order (``ts``: ``decided_us``, else now)."""
+        ts = now_us() if decided_us is None else decided_us
         out = []
         for i, request in enumerate(requests):
             reason = batch.reasons[i]
