@@ -88,11 +88,14 @@ class EventProducer:
     def _poll_retired(self) -> None:
         # Purged outside any callback of the old client: what it still held reports as failed
         # (_PURGE_*), and an idle old client cannot re-register and fence its replacement.
+        # Several threads poll one producer (the engine SDK's batcher, the caller's flush).
         for old in list(self._retired):
             old.purge()
             old.poll(0)
             if len(old) == 0:
-                self._retired.remove(old)
+                with self._lock:
+                    if old in self._retired:
+                        self._retired.remove(old)
 
     def _on_error(self, error: KafkaError, generation: int) -> None:
         # _ALL_BROKERS_DOWN and _TRANSPORT are how librdkafka reports an outage; keep it visible.
