@@ -2,7 +2,7 @@
 
 Every agent is a thin loop over a pure handler that unit tests call directly:
 
-* :mod:`agents.validate` decodes and checks inputs; rejects become :class:`agents.deadletter.DeadLetter`.
+* :mod:`agents.validate` decodes and checks inputs; rejects become :class:`streams.deadletter.DeadLetter`.
 * :mod:`agents.market` runs validation, rolling features (:mod:`agents.features`) and rapid price
   move detection (:mod:`agents.price_moves`) over a batch of trades.
 * :mod:`agents.join` joins signals with point-in-time features and their outcomes into experiences.

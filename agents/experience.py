@@ -5,7 +5,7 @@ the wall clock, so replaying the same inputs rebuilds the same bytes.
 
 * ``event_id`` = ``uuid5(EXPERIENCE_NAMESPACE, "<signal_id>/<revision>")`` in hex.
 * ``integrity_hash``: sha256 of the record's own Avro body with the field empty
-  (:mod:`streams.integrity`), filled in by :class:`ExperienceEncoder`.
+  (:mod:`streams.avro.integrity`), filled in by :class:`ExperienceEncoder`.
 * The reward cannot flip sign: :func:`checked_return` recomputes the unit return from the
   *signal's* side and the outcome's prices; an outcome whose ``return_unit`` matches the opposite
   side (or whose ``side`` differs from the signal's) is corrected and flagged ``side_mismatch``.
@@ -31,11 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from streams.avro_writer import compile_writer
-from streams.codec import Codec
+from streams.avro.codec import Codec
+from streams.avro.integrity import seal
+from streams.avro.writer import compile_writer
 from streams.config.agents import AgentSettings
 from streams.features import ENGINE_FEATURES, FAMILIES, SIZER_SPEC, build_state
-from streams.integrity import seal
 from streams.topics import EXPERIENCES
 
 __all__ = [
@@ -168,7 +168,7 @@ def experience_record(
 
 
 class ExperienceEncoder:
-    """Encodes Experience records (a generated writer, :mod:`streams.avro_writer`) and seals them."""
+    """Encodes Experience records (a generated writer, :mod:`streams.avro.writer`) and seals them."""
 
     def __init__(self, codec: Codec) -> None:
         schema = codec.registry.for_topic(EXPERIENCES).json

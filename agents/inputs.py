@@ -1,7 +1,7 @@
 """Input records to validated events: single-event and batch records alike, one dead letter per bad event.
 
 The engine sends trades, signals and outcomes as single-event records (``Trade``, ...) or as batch
-records (``TradeBatch``, ..., parallel arrays; :mod:`streams.batches`). This module turns a Faust
+records (``TradeBatch``, ..., parallel arrays; :mod:`streams.avro.batches`). This module turns a Faust
 batch of either kind into what the handlers use:
 
 * trades become :class:`TradeColumns` (numpy arrays), validated with vector operations;
@@ -17,10 +17,10 @@ by signal id, the 0.1 contract); every event of a batch record must map to the r
 under Kafka's default partitioner, or it is dead-lettered as ``wrong_partition``.
 
 Example:
-    >>> from streams.codec import Codec
+    >>> from streams.avro.codec import Codec
     >>> from streams.config.agents import AgentSettings
-    >>> from streams.partitioning import partition_for
-    >>> from streams.batches import to_columns
+    >>> from streams.kafka.partitioning import partition_for
+    >>> from streams.avro.batches import to_columns
     >>> codec = Codec()
     >>> rows = [{"event_id": f"e{i}", "ts": 10, "symbol": "X", "price": p, "size": 1.0, "side": "BUY"}
     ...         for i, p in enumerate([10.0, -1.0, 11.0])]
@@ -39,7 +39,6 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from agents.deadletter import DeadLetter
 from agents.validate import (
     BAD_TIMESTAMP,
     FUTURE_TIMESTAMP,
@@ -48,16 +47,15 @@ from agents.validate import (
     NON_FINITE,
     NON_POSITIVE_PRICE,
     NON_POSITIVE_SIZE,
-    STAGE_DECODE,
-    STAGE_VALIDATE,
     Inbound,
     Validator,
 )
-from streams.batches import batch_length, to_rows
-from streams.codec import Codec
+from streams.avro.batches import batch_length, to_rows
+from streams.avro.codec import Codec
 from streams.config.agents import AgentSettings
+from streams.deadletter import STAGE_DECODE, STAGE_VALIDATE, DeadLetter
 from streams.errors import BatchShapeError, SchemaDecodeError
-from streams.partitioning import KeyPartitioner
+from streams.kafka.partitioning import KeyPartitioner
 from streams.topics import TRADES
 
 __all__ = ["BATCH_TOO_LARGE", "SINGLE", "WRONG_PARTITION", "Event", "InputDecoder", "TradeColumns"]

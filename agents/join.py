@@ -36,7 +36,6 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from agents.deadletter import DeadLetter
 from agents.entrylog import EntryLog
 from agents.experience import CENSORED, COMPLETE, CORRECTION, ExperienceEncoder, Resolved, experience_record
 from agents.inputs import SINGLE, Event
@@ -51,9 +50,10 @@ from agents.join_state import (
 )
 from agents.journal import Write
 from agents.market import Market
-from agents.validate import DUPLICATE, STAGE_DEDUP, STAGE_JOIN
-from streams.codec import Codec
+from agents.validate import DUPLICATE
+from streams.avro.codec import Codec
 from streams.config.agents import AgentSettings
+from streams.deadletter import STAGE_DEDUP, STAGE_JOIN, DeadLetter
 from streams.topics import SIGNALS
 
 __all__ = ["DUPLICATE_OUTCOME", "DUPLICATE_SIGNAL", "ORPHAN_OUTCOME", "Emitted", "JoinBatch", "Joiner"]

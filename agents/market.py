@@ -11,7 +11,7 @@ changed (``core`` scalars as JSON, bucket rows ``F<id>``/``C<id>``, chunks of re
 reads a few records per symbol however many trades and snapshots it saw.
 
 Example:
-    >>> from streams.codec import Codec
+    >>> from streams.avro.codec import Codec
     >>> from streams.config.agents import AgentSettings
     >>> from agents.validate import Inbound
     >>> codec = Codec()
@@ -36,14 +36,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from agents.deadletter import DeadLetter
 from agents.features import FeatureState, clamp_monotonic
 from agents.inputs import InputDecoder, TradeColumns
 from agents.journal import Journal, Write
 from agents.price_moves import MoveDetector
-from agents.validate import DUPLICATE, STAGE_DEDUP, Inbound, RecentIds
-from streams.codec import Codec
+from agents.validate import DUPLICATE, Inbound, RecentIds
+from streams.avro.codec import Codec
 from streams.config.agents import AgentSettings
+from streams.deadletter import STAGE_DEDUP, DeadLetter
 from streams.features import SIZER_SPEC
 
 __all__ = ["SNAPSHOT_NAMESPACE", "Market", "MarketBatch", "Snapshot", "SymbolMarket", "Write"]

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from streams.schemas import SchemaRegistry
+from streams.avro.schemas import SchemaRegistry
 
 __all__ = ["RecordPacker", "join_bytes", "split_bytes"]
 

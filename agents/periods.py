@@ -30,11 +30,11 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from agents.deadletter import DeadLetter
 from agents.journal import Journal, Write
 from agents.packing import join_bytes, split_bytes
-from agents.validate import DUPLICATE, STAGE_DECODE, STAGE_DEDUP, Inbound, RecentIds
+from agents.validate import DUPLICATE, Inbound, RecentIds
 from streams.config.agents import AgentSettings
+from streams.deadletter import STAGE_DECODE, STAGE_DEDUP, DeadLetter
 from streams.features import SIZER_SPEC, STREAM_FEATURES
 
 __all__ = [

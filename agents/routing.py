@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
 from agents.inputs import Event
-from streams.partitioning import KeyPartitioner
+from streams.kafka.partitioning import KeyPartitioner
 
 __all__ = ["PROVENANCE_HEADER", "Forward", "Provenance", "Router"]
 

@@ -1,10 +1,10 @@
 """Validation of every input event: decode, required fields, ranges, clock sanity, duplicates.
 
-A check returns the decoded record or a :class:`~agents.deadletter.DeadLetter` with a
+A check returns the decoded record or a :class:`~streams.deadletter.DeadLetter` with a
 machine-readable reason; it never raises on bad input, so one bad record cannot stop a worker.
 
 Example:
-    >>> from streams.codec import Codec
+    >>> from streams.avro.codec import Codec
     >>> codec = Codec()
     >>> trade = {"event_id": "e1", "ts": 1, "symbol": "X", "price": -1.0, "size": 1.0, "side": "BUY"}
     >>> msg = Inbound("trades", "t.trades", 0, 5, b"X", codec.encode("trades", trade))
@@ -21,8 +21,8 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from agents.deadletter import DeadLetter
-from streams.codec import Codec
+from streams.avro.codec import Codec
+from streams.deadletter import STAGE_DECODE, STAGE_VALIDATE, DeadLetter
 from streams.errors import SchemaDecodeError
 from streams.topics import OUTCOMES, SIGNALS, TRADES
 
@@ -38,20 +38,12 @@ __all__ = [
     "NON_POSITIVE_PRICE",
     "NON_POSITIVE_SIZE",
     "SCORE_OUT_OF_RANGE",
-    "STAGE_DECODE",
-    "STAGE_DEDUP",
-    "STAGE_JOIN",
-    "STAGE_VALIDATE",
     "Inbound",
     "RecentIds",
     "Validator",
     "id_hash",
 ]
 
-STAGE_DECODE: Final = "decode"
-STAGE_VALIDATE: Final = "validate"
-STAGE_DEDUP: Final = "dedup"
-STAGE_JOIN: Final = "join"
 
 MISSING_FIELD: Final = "missing_field"
 KEY_MISMATCH: Final = "key_mismatch"

@@ -12,7 +12,7 @@ Four agents share one loop skeleton (:meth:`StreamWorker._agent`), each reading 
 * ``forwarded`` (that join-input topic) -> the same Joiner.
 * ``periods`` (the internal period topic) -> :class:`agents.periods.Periods` -> allocation-periods.
 
-Input records are single events or batch records of many events (:mod:`streams.batches`), so
+Input records are single events or batch records of many events (:mod:`streams.avro.batches`), so
 Faust's per-record cost (about 180 us of CPU here) is paid once per many events. A Faust batch is
 handed to the handlers in steps of at most ``agents.step_max_bytes`` of input, so one step never
 holds the event loop (and the consumer's heartbeats) for long.
@@ -37,7 +37,6 @@ import faust
 
 from agents import metrics as m
 from agents.app import create_app
-from agents.deadletter import DeadLetter
 from agents.join import JoinBatch, Joiner
 from agents.journal import Write
 from agents.market import Market
@@ -45,9 +44,10 @@ from agents.periods import Periods, period_inputs
 from agents.routing import PROVENANCE_HEADER, Provenance, Router
 from agents.tables import apply_writes, read_all
 from agents.validate import Inbound
+from streams.avro.codec import Codec
 from streams.clock import now_us
-from streams.codec import Codec
 from streams.datadir import DataDir
+from streams.deadletter import DeadLetter
 from streams.heartbeat import Heartbeater, component_id
 from streams.lifetime import StopDeadline, deadline_event_loop
 from streams.metrics import serve_metrics

@@ -31,9 +31,9 @@ import numpy as np
 
 from bench._report import report
 from bench.stream_throughput import joins, trades
-from streams.batches import to_columns, to_rows
-from streams.codec import Codec
-from streams.schemas import SchemaRegistry, strip_logical_types
+from streams.avro.batches import to_columns, to_rows
+from streams.avro.codec import Codec
+from streams.avro.schemas import SchemaRegistry, strip_logical_types
 from streams.topics import OUTCOMES, SIGNALS, TRADES
 
 N = 500

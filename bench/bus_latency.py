@@ -52,11 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.i
 
 from agents.inference.rollout import RolloutWatcher
 from bench._report import report
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.sdk import DECISION_READER_CONFIG, REQUEST_PRODUCER_CONFIG, EngineClient, SizingDecision
 from streams.serving.follow import poll_now
 from streams.settings import Settings

@@ -22,8 +22,8 @@ if __package__ in (None, ""):  # run as `python bench/codec.py`: make the repo r
 from fastavro import schemaless_reader, schemaless_writer
 
 from bench._report import report
-from streams.codec import Codec
-from streams.schemas import SchemaRegistry
+from streams.avro.codec import Codec
+from streams.avro.schemas import SchemaRegistry
 
 TRADE = {"event_id": "3f2a9c0e5b1d4e7f", "ts": 1_767_225_600_000_000, "symbol": "BTC-USD",
          "price": 50_123.25, "size": 0.125, "side": "BUY"}  # fmt: skip

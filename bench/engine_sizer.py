@@ -38,11 +38,11 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference, bench
 
 from bench._report import report
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.clock import new_event_id, now_us
 from streams.features import ENGINE_FEATURES, SIZER_SPEC, STREAM_FEATURES, build_state
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient
 from streams.serving.runtime import session_options
 from streams.settings import Settings

@@ -44,12 +44,12 @@ from rich.progress import Progress
 from agents.entrylog import EntryLog
 from agents.join_state import Entry
 from bench._report import report
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.config.agents import AgentSettings
-from streams.consumer import EventConsumer
-from streams.kafka import admin_config, producer_config
-from streams.partitioning import partition_for
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.config import admin_config, producer_config
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.partitioning import partition_for
 from streams.settings import Settings
 from tradeloop.ops.supervisor import settings_env
 

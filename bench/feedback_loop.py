@@ -45,11 +45,11 @@ from agents.inference.rollout import RolloutWatcher
 from bench._experiences import backfill_experiences
 from bench._report import report
 from bench.model_propagation import start_workers
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.codec import Codec
+from streams.avro.codec import Codec
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.producer import EventProducer
 from streams.manifest import verify_update
-from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, MODEL_UPDATES
 from trainers.run.loop import TrainerLoop

@@ -47,10 +47,10 @@ if __package__ in (None, ""):  # run as `python bench/load.py`: make the repo ro
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import report
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.config.simulator import SimulatorSettings
 from streams.errors import BrokerError
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from tradeloop.commands import COMMAND_MODULES
 from tradeloop.ops.status_collect import BusReader

@@ -34,9 +34,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference
 
 from agents.inference.rollout import RolloutWatcher
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
 from tests.unit.inference.model_factory import sizer_update

@@ -28,13 +28,13 @@ if __package__ in (None, ""):  # run as `python bench/sdk_batching.py`: the repo
 import numpy as np
 
 from bench._report import report
-from streams.admin import create_topics
-from streams.batches import to_rows
-from streams.broker import EmbeddedBroker, free_port
+from streams.avro.batches import to_rows
+from streams.avro.codec import Codec
 from streams.clock import now_us
-from streams.codec import Codec
 from streams.config.batching import BatchingSettings
-from streams.consumer import EventConsumer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.consumer import EventConsumer
 from streams.sdk import EngineClient
 from streams.settings import Settings
 from streams.topics import TRADES

@@ -49,15 +49,15 @@ from agents.routing import Router
 from agents.validate import Inbound
 from agents.worker import tune_gc
 from bench._report import report
-from streams.admin import create_topics
-from streams.batches import to_columns
+from streams.avro.batches import to_columns
+from streams.avro.codec import Codec
 from streams.batching import EventBatcher
-from streams.broker import EmbeddedBroker, free_port
-from streams.codec import Codec
 from streams.config.agents import AgentSettings
-from streams.consumer import EventConsumer
 from streams.features import ENGINE_FEATURES
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, FEATURES, OUTCOMES, PRICE_MOVES, SIGNALS, TRADES
 from tradeloop.ops.supervisor import settings_env

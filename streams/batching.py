@@ -1,8 +1,8 @@
 """The engine side of batch records: collect events per partition, produce one record per batch.
 
 :class:`EventBatcher` keeps one open batch per (topic, partition) (the partition Kafka's default
-partitioner gives the event's key, :mod:`streams.partitioning`) and produces it as a batch record
-(:mod:`streams.batches`) once ``max_events`` wait or the oldest has waited ``linger_ms``. Each
+partitioner gives the event's key, :mod:`streams.kafka.partitioning`) and produces it as a batch record
+(:mod:`streams.avro.batches`) once ``max_events`` wait or the oldest has waited ``linger_ms``. Each
 event is checked against its schema when it is added, so a bad event fails in the caller's
 :meth:`~EventBatcher.add`, never later inside a batch. Delivery is tracked per event: a batch that
 fails delivery counts all its events as failed, and :meth:`EventBatcher.flush` raises for them.
@@ -25,12 +25,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from streams.batches import to_columns
+from streams.avro.batches import to_columns
+from streams.avro.schemas import SchemaRegistry
 from streams.config.batching import BatchingSettings
 from streams.errors import DeliveryError, SchemaEncodeError
-from streams.partitioning import KeyPartitioner
-from streams.producer import EventProducer
-from streams.schemas import SchemaRegistry
+from streams.kafka.partitioning import KeyPartitioner
+from streams.kafka.producer import EventProducer
 
 __all__ = ["EventBatcher", "RecordCheck"]
 

@@ -39,7 +39,7 @@ from typing import Any
 from streams.clock import new_event_id, now_us
 from streams.errors import TradeloopError
 from streams.heartbeat import Heartbeater
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.sdk import SizingDecision
 from streams.serving.constants import COMPONENT, SIZER
 from streams.serving.core import ServingCore

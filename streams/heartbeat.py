@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from streams.clock import new_event_id, now_us
 from streams.errors import TradeloopError
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import HEARTBEATS
 

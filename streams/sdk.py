@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from streams.batching import EventBatcher
 from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
 from streams.errors import TradeloopError
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import OUTCOMES, SIGNALS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS, TRADES
 

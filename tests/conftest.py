@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 
 

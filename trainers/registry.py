@@ -41,8 +41,8 @@ import numpy as np
 
 from streams.clock import new_event_id, now_us
 from streams.datadir import DataDir
+from streams.kafka.producer import EventProducer
 from streams.manifest import Manifest, verify_update
-from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
 from trainers.errors import RegistryError

@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
 from streams.errors import TradeloopError
+from streams.kafka.consumer import EventConsumer
 from streams.serving.constants import COMPONENT
 from streams.serving.follow import poll_now
 from streams.serving.verify import KNOWN_MODELS

@@ -38,12 +38,12 @@ from agents.inference.acks import Acknowledgements
 from agents.inference.allocator_canary import AllocatorCanary, allocator_canary
 from agents.inference.weights import WeightsPlanner
 from streams.clock import new_event_id
-from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError, TradeloopError
 from streams.heartbeat import Heartbeater, component_id
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.lifetime import StopDeadline, on_stop_signals
 from streams.metrics import serve_metrics
-from streams.producer import EventProducer
 from streams.serving.constants import ALLOCATOR, COMPONENT, SIZER
 from streams.serving.core import ServingCore
 from streams.serving.follow import poll_now

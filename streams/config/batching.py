@@ -1,7 +1,7 @@
 """How the engine SDK batches events (``TRADELOOP_BATCHING__<FIELD>``).
 
 The SDK collects trades, signals and outcomes per (topic, partition) and produces them as one
-batch record (:mod:`streams.batches`) when ``max_events`` are waiting or the oldest has waited
+batch record (:mod:`streams.avro.batches`) when ``max_events`` are waiting or the oldest has waited
 ``linger_ms``. Defaults are chosen by ``bench/sdk_batching.py`` (README, "Benchmarks").
 """
 

@@ -33,9 +33,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.serving.canary import Canary
 from streams.serving.constants import SIZER
 from streams.serving.control import ControlState

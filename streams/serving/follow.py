@@ -22,10 +22,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
+from streams.clock import now_us
+from streams.deadletter import STAGE_INFERENCE, DeadLetter
 from streams.errors import SchemaDecodeError
-from streams.producer import DeliveryCallback, EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import DeliveryCallback, EventProducer
 from streams.serving.constants import SERVE, SHADOW
 from streams.serving.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
 from streams.serving.metrics import WorkerMetrics
@@ -77,13 +78,8 @@ class DeadLetters:
         self.metrics = metrics
 
     def send(self, message: Message, error: SchemaDecodeError, on_delivery: DeliveryCallback | None = None) -> None:
-        record = {
-            "event_id": new_event_id(), "ts": now_us(), "stage": "inference", "component": self.worker_id,
-            "topic": message.topic() or "", "partition": message.partition() or 0,
-            "offset": message.offset() or 0, "key": message.key(), "raw": error.raw, "reason": error.reason,
-            "error": str(error),
-        }  # fmt: skip
-        self.producer.send(DEAD_LETTER, message.key(), record, on_delivery)
+        letter = DeadLetter.of(message, STAGE_INFERENCE, error.reason, str(error), raw=error.raw)
+        self.producer.send(DEAD_LETTER, letter.key, letter.record(self.worker_id, now_us()), on_delivery)
         self.metrics.dead_letter(error.reason)
         log.warning(
             "dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error

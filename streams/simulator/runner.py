@@ -27,11 +27,11 @@ from typing import Any, Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from streams.admin import list_topics
 from streams.batching import EventBatcher
 from streams.errors import BrokerError, ConfigError
+from streams.kafka.admin import list_topics
+from streams.kafka.producer import EventProducer
 from streams.metrics import serve_metrics
-from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.simulator.config import SimConfig
 from streams.simulator.engine import SimEvent, Simulator, Sizer

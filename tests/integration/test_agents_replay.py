@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
-from streams.consumer import EventConsumer
+from streams.kafka.admin import create_topics
+from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
 from tests.kit.engine import produce_events
 from tests.unit.agents.runner import WorkerProcess, wait_for

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streams.consumer import EventConsumer
 from streams.features import STREAM_FEATURES
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient
 from streams.settings import Settings
 from tests.kit.engine import produce_events as produce

@@ -20,10 +20,10 @@ import typer
 from typer.testing import CliRunner
 
 from bench._periods import PeriodBackfill, simulate_periods
-from streams.admin import create_topics
 from streams.config.trainer import AllocatorTrainerSettings, TrainerSettings
+from streams.kafka.admin import create_topics
+from streams.kafka.producer import EventProducer
 from streams.manifest import verify_update
-from streams.producer import EventProducer
 from streams.sdk import EngineClient, StrategyWeights
 from streams.serving.verify import load_model
 from streams.settings import Settings

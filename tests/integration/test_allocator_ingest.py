@@ -7,8 +7,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.codec import Codec
-from streams.producer import EventProducer
+from streams.avro.codec import Codec
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER
 from tests.unit.trainers.allocator.fixtures import make_period

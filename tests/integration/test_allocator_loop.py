@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
 from tests.integration.test_trainer_registry import read_updates

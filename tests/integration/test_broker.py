@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streams.admin import create_topics, list_topics
-from streams.broker import EmbeddedBroker, free_port, locate_tansu
 from streams.errors import BrokerNotFoundError
+from streams.kafka.admin import create_topics, list_topics
+from streams.kafka.broker import EmbeddedBroker, free_port, locate_tansu
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS
 

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from streams.heartbeat import Heartbeater
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS
 from tradeloop.commands import infer, topics

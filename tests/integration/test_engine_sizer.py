@@ -16,9 +16,9 @@ import pytest
 
 from agents.inference.rollout import RolloutWatcher
 from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
 from streams.features import SIZER_SPEC, build_state
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizingDecision
 from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
 from streams.settings import Settings

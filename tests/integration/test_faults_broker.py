@@ -10,7 +10,7 @@ handed out before the restart (UNKNOWN_PRODUCER_ID, even for sequence 0, where K
 producer it does not know). librdkafka answers with a local epoch bump and retries until the records
 time out, so such a client never delivers again. The first test reproduces this with plain
 confluent-kafka clients; the tests that need a client to deliver again after the restart are marked
-with it until :class:`streams.producer.EventProducer` replaces a client that timed out or failed
+with it until :class:`streams.kafka.producer.EventProducer` replaces a client that timed out or failed
 fatally (docs/reliability.md).
 """
 
@@ -30,10 +30,10 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from typer.testing import CliRunner
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
 from streams.errors import BrokerError, DeliveryError
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError
 from streams.settings import Settings
 from streams.topics import TRADES

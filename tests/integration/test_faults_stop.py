@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from tests.integration.proc_tree import alive, descendants
 from tradeloop.ops.status_collect import BusReader

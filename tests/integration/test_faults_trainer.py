@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.integration.test_faults_broker import component_env, spawn, wait_until

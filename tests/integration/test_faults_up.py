@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from streams.broker import free_port
 from streams.datadir import DataDir
+from streams.kafka.broker import free_port
 from tests.integration.proc_tree import alive, command, descendants
 
 pytestmark = [pytest.mark.integration]

@@ -16,7 +16,7 @@ import pytest
 
 from streams.clock import new_event_id, now_us
 from streams.features import SIZER_SPEC
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.serving.core import ServingCore
 from streams.settings import Settings
 from streams.topics import FEATURES, MODEL_UPDATES

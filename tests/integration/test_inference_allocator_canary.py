@@ -8,8 +8,8 @@ import pytest
 
 from agents.inference.rollout import RolloutWatcher
 from streams.clock import new_event_id
-from streams.consumer import EventConsumer
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.serving.follow import poll_now
 from streams.serving.metrics import CANARY_ROLLBACKS
 from streams.settings import Settings

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from streams.clock import new_event_id, now_us
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from agents.inference.rollout import serving_versions
-from streams.consumer import EventConsumer
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
 from streams.serving.metrics import DEAD_LETTERS, REJECTIONS, SHADOW_DECISIONS
 from streams.settings import Settings

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 from streams.settings import Settings
 from tradeloop.ops.status import CHECKS
 from tradeloop.ops.supervisor import settings_env

@@ -8,11 +8,11 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.batches import to_rows
-from streams.codec import Codec
+from streams.avro.batches import to_rows
+from streams.avro.codec import Codec
 from streams.config.batching import BatchingSettings
 from streams.errors import DeliveryError, SchemaEncodeError
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
@@ -140,7 +140,7 @@ def test_engine_client_produces_trades_signals_outcomes(topics: Settings) -> Non
 
 def _answer_requests(settings: Settings, stop: threading.Event) -> None:
     """A minimal responder (plain clients) standing in for the inference worker in this SDK test."""
-    from streams.consumer import EventConsumer
+    from streams.kafka.consumer import EventConsumer
 
     with EventConsumer(settings, "responder") as consumer, EventProducer(settings, "responder") as producer:
         consumer.assign_all([SIZING_REQUESTS])
@@ -184,7 +184,7 @@ def test_subscribe_weights_receives_published_weights(topics: Settings) -> None:
 
 
 def test_flush_reports_an_unreachable_broker_instead_of_hanging(tmp_path) -> None:
-    from streams.broker import free_port
+    from streams.kafka.broker import free_port
 
     dead = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", metrics_enabled=False)
     producer = EventProducer(dead, "lonely", config={"message.timeout.ms": 1500})
@@ -197,7 +197,7 @@ def test_flush_reports_an_unreachable_broker_instead_of_hanging(tmp_path) -> Non
 
 def test_engine_flush_reports_batched_events_a_dead_broker_never_took(tmp_path) -> None:
     """Batched events keep the promise: acknowledged, or DeliveryError naming the events."""
-    from streams.broker import free_port
+    from streams.kafka.broker import free_port
 
     dead = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", metrics_enabled=False)
     engine = EngineClient(dead, client_id="lonely-engine", producer_config={"message.timeout.ms": 1500})

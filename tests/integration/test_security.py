@@ -32,11 +32,11 @@ from typing import Any
 
 import pytest
 
-from streams.admin import create_topics, list_topics
-from streams.broker import EmbeddedBroker, free_port, locate_tansu, speaks_tls
-from streams.consumer import EventConsumer
 from streams.errors import BrokerError
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics, list_topics
+from streams.kafka.broker import EmbeddedBroker, free_port, locate_tansu, speaks_tls
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, SIZING_DECISIONS, SIZING_REQUESTS, TRADES

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streams.admin import create_topics
-from streams.partitioning import partition_for
+from streams.kafka.admin import create_topics
+from streams.kafka.partitioning import partition_for
 from streams.settings import Settings
 from streams.simulator import SimConfig, Simulator
 from streams.simulator.runner import SIM_TOPICS, MissingTopicsError, run_simulation

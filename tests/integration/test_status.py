@@ -11,13 +11,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from typer.testing import CliRunner
 
-from streams.broker import free_port
 from streams.config.health import HealthSettings
-from streams.consumer import EventConsumer
 from streams.errors import BrokerError
 from streams.heartbeat import Heartbeater
-from streams.offsets import OffsetReader
-from streams.producer import EventProducer
+from streams.kafka.broker import free_port
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.offsets import OffsetReader
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, HEARTBEATS, TRADES
 from tests.integration.cli_apps import status_app

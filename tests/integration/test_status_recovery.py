@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streams.broker import free_port
 from streams.config.health import HealthSettings
 from streams.errors import TradeloopError
 from streams.heartbeat import Heartbeater
+from streams.kafka.broker import free_port
 from streams.manifest import Manifest, onnx_digest, sign_manifest
 from streams.settings import Settings
 from tradeloop.commands import health as health_command

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 from streams.settings import Settings
 from tests.integration.cli_apps import status_app
 from tradeloop.ops.status_collect import DEV_SIGNING_KEY_WARNING

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bench._experiences import backfill_experiences
+from streams.kafka.producer import EventProducer
 from streams.manifest import verify_update
-from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.integration.test_trainer_registry import read_updates

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
-from streams.codec import Codec
-from streams.producer import EventProducer
+from streams.avro.codec import Codec
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, HEARTBEATS
 from tests.integration.test_trainer_registry import read_updates

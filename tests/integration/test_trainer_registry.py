@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.codec import Codec
+from streams.avro.codec import Codec
 from streams.errors import SignatureError
 from streams.manifest import verify_update
 from streams.settings import Settings

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.codec import Codec
-from streams.producer import EventProducer
+from streams.avro.codec import Codec
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, EXPERIENCES
 from tests.unit.trainers.conftest import make_record

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.batches import to_columns
-from streams.producer import EventProducer
+from streams.avro.batches import to_columns
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
 from tests.unit.streams.records import SAMPLES

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from streams.batches import to_rows
-from streams.codec import Codec
+from streams.avro.batches import to_rows
+from streams.avro.codec import Codec
 from streams.settings import Settings
 
 __all__ = ["BusEvent", "events_in", "read_events", "read_messages"]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.batching import EventBatcher
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import BATCH_SCHEMA_OF_TOPIC
 

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from streams.kafka import admin_config, consumer_config, producer_config
+from streams.kafka.config import admin_config, consumer_config, producer_config
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def test_faust_app_is_plaintext_without_security(app_module: Any) -> None:
 
 # -- no client bypasses the config builders ---------------------------------------------------------
 def _client_calls_without_builder(path: Path) -> list[str]:
-    """``Producer(...)``/``Consumer(...)``/``AdminClient(...)`` calls whose config is not from streams.kafka."""
+    """``Producer(...)``/``Consumer(...)``/``AdminClient(...)`` calls whose config is not from streams.kafka.config."""
     tree = ast.parse(path.read_text())
     built: set[str] = set()  # names assigned from a config builder anywhere in the module
     for node in ast.walk(tree):
@@ -228,7 +228,7 @@ def _name(call: ast.Call) -> str:
 
 def test_every_kafka_client_in_the_packages_is_configured_from_settings() -> None:
     # The embedded broker's readiness probe is the one exception: it takes its security as ``extra``.
-    allowed = {"streams/broker.py"}
+    allowed = {"streams/kafka/broker.py"}
     files = [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
     bad = [
         hit
@@ -237,7 +237,7 @@ def test_every_kafka_client_in_the_packages_is_configured_from_settings() -> Non
         for hit in _client_calls_without_builder(p)
     ]
     assert not bad, (
-        f"Kafka clients built without streams.kafka configs (security would not reach them): {bad}"
+        f"Kafka clients built without streams.kafka.config configs (security would not reach them): {bad}"
     )
     faust_apps = [str(p.relative_to(ROOT)) for p in files if "faust.App(" in p.read_text()]
     assert (

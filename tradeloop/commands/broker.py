@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from streams.broker import CLIENT_NOTE, EmbeddedBroker
+from streams.kafka.broker import CLIENT_NOTE, EmbeddedBroker
 from streams.lifetime import StopDeadline, on_stop_signals
 from streams.settings import Settings
 

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from agents.inference.rollout import serving_versions
 from agents.inference.worker import InferenceWorker
-from streams.admin import create_topics
-from streams.producer import EventProducer
+from streams.kafka.admin import create_topics
+from streams.kafka.producer import EventProducer
 from streams.serving.control import (
     ALL,
     FORCE_FALLBACK,

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.schemas import SchemaRegistry
-from streams.single_object import fingerprint_hex
+from streams.avro.schemas import SchemaRegistry
+from streams.avro.single_object import fingerprint_hex
 from streams.topics import ALL_TOPICS
 
 __all__ = ["register", "schema_rows"]

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.admin import create_topics, list_topics
+from streams.kafka.admin import create_topics, list_topics
 from streams.settings import Settings
 from tradeloop.ui.output import echo_json
 

@@ -25,10 +25,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.config.health import HealthSettings
-from streams.consumer import EventConsumer
 from streams.errors import BrokerError, ConfigError, SchemaDecodeError
-from streams.kafka import consumer_config
-from streams.offsets import OffsetReader
+from streams.kafka.config import consumer_config
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.offsets import OffsetReader
 from streams.settings import Settings
 from streams.topics import (
     ALL_TOPICS,

@@ -37,10 +37,10 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaException
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker
 from streams.datadir import DataDir
 from streams.errors import TradeloopError
+from streams.kafka.admin import create_topics
+from streams.kafka.broker import EmbeddedBroker
 from streams.metrics import serve_metrics
 from streams.settings import Settings
 from tradeloop.ops.actions import default_actions

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.consumer import EventConsumer
 from streams.errors import BatchShapeError, SchemaDecodeError
+from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
 

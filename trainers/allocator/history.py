@@ -27,8 +27,8 @@ from typing import Any, Final
 from confluent_kafka import TopicPartition
 
 from streams.clock import now_us
-from streams.consumer import EventConsumer
 from streams.errors import SchemaDecodeError
+from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
 from streams.topics import STRATEGY_WEIGHTS
 

@@ -19,8 +19,8 @@ import time
 from rich.console import Console
 
 from streams.heartbeat import Heartbeater, component_id
+from streams.kafka.producer import EventProducer
 from streams.metrics import serve_metrics
-from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
 from trainers.allocator.track import ALLOCATOR_TRACK

@@ -30,8 +30,8 @@ import numpy as np
 from rich.console import Console
 
 from streams.clock import now_us
+from streams.kafka.producer import EventProducer
 from streams.manifest import Manifest, sign_manifest
-from streams.producer import EventProducer
 from streams.settings import Settings
 from trainers import metrics
 from trainers.errors import NotEnoughDataError, TrainingInterrupted

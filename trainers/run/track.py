@@ -23,7 +23,7 @@ import numpy as np
 from rich.console import Console
 
 from streams.clock import now_us
-from streams.producer import EventProducer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from trainers.errors import NotEnoughDataError, TrainingInterrupted
 from trainers.registry import ModelRegistry

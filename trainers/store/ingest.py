@@ -24,10 +24,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
-from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
+from streams.clock import now_us
+from streams.deadletter import STAGE_TRAINER_INGEST, DeadLetter
 from streams.errors import BrokerError, SchemaDecodeError
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER, EXPERIENCES
 from trainers import metrics
@@ -142,13 +143,8 @@ class Ingestor:
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         if self._dead is None:
             self._dead = EventProducer(self.settings, f"{self.component_id}-dead-letters")
-        record = {
-            "event_id": new_event_id(), "ts": now_us(), "stage": "trainer-ingest",
-            "component": self.component_id, "topic": message.topic() or "",
-            "partition": message.partition() or 0, "offset": message.offset() or 0, "key": message.key(),
-            "raw": message.value() or b"", "reason": reason, "error": error[:2000],
-        }  # fmt: skip
-        self._dead.send(DEAD_LETTER, message.key(), record)
+        letter = DeadLetter.of(message, STAGE_TRAINER_INGEST, reason, error[:2000])
+        self._dead.send(DEAD_LETTER, letter.key, letter.record(self.component_id, now_us()))
 
     def poll(self, max_messages: int = 5000, timeout: float = 0.5) -> IngestTotals:
         """Ingest one batch; returns what it did (all zero when nothing arrived)."""

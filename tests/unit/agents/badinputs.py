@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.batches import to_columns
-from streams.partitioning import partition_for
+from streams.avro.batches import to_columns
+from streams.kafka.partitioning import partition_for
 from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal, trade
 
 FAR_FUTURE = T0 + 10**9 * SECOND

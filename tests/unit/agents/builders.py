@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from agents.validate import Inbound
-from streams.codec import Codec
+from streams.avro.codec import Codec
 from streams.features import ENGINE_FEATURES
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streams.consumer import EventConsumer
+from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
 
 __all__ = ["ExperienceCopies", "WorkerProcess", "read_topic", "settings_env", "wait_for"]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from streams.config.agents import AgentSettings
-from streams.partitioning import partition_for
+from streams.kafka.partitioning import partition_for
 from tests.unit.agents.builders import SECOND, T0, outcome, signal, trade
 from tests.unit.agents.harness import Harness
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agents.deadletter import DeadLetter
 from agents.inputs import InputDecoder
 from agents.market import Market
 from agents.routing import Router
 from agents.validate import Inbound
-from streams.batches import to_columns
+from streams.avro.batches import to_columns
 from streams.config.agents import AgentSettings
-from streams.partitioning import partition_for
+from streams.deadletter import DeadLetter
+from streams.kafka.partitioning import partition_for
 from tests.unit.agents.badinputs import bad_batches
 from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, random_trades, signal, trade
 from tests.unit.agents.harness import Harness

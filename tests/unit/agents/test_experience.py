@@ -19,9 +19,9 @@ from agents.experience import (
     experience_id,
     experience_record,
 )
+from streams.avro.integrity import verify
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC, STREAM_FEATURES
-from streams.integrity import verify
 from tests.unit.agents.builders import CODEC, T0, outcome, signal
 
 RESOLVED = Resolved([0.5] * len(STREAM_FEATURES), T0 - 1, False, ())

@@ -8,9 +8,9 @@ import numpy as np
 
 from agents.join import DUPLICATE_OUTCOME, DUPLICATE_SIGNAL, ORPHAN_OUTCOME
 from agents.join_state import Entry
+from streams.avro.integrity import verify
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
-from streams.integrity import verify
 from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal
 from tests.unit.agents.harness import Harness
 

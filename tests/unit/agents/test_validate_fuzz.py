@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.deadletter import DeadLetter
 from agents.validate import Inbound, Validator
-from streams.batches import to_columns
-from streams.schemas import SchemaRegistry
+from streams.avro.batches import to_columns
+from streams.avro.schemas import SchemaRegistry
+from streams.deadletter import DeadLetter
 from tests.unit.agents.builders import CODEC, T0, outcome, signal, trade
 
 NOW = T0 + 10**10

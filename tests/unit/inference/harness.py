@@ -14,9 +14,9 @@ from typing import Any
 
 from agents.inference.worker import InferenceWorker
 from streams.clock import new_event_id, now_us
-from streams.consumer import EventConsumer
 from streams.features import ENGINE_FEATURES
-from streams.producer import EventProducer
+from streams.kafka.consumer import EventConsumer
+from streams.kafka.producer import EventProducer
 from streams.serving.control import control_record
 from streams.serving.follow import poll_now
 from streams.settings import Settings

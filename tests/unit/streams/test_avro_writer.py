@@ -8,9 +8,9 @@ import fastavro
 import pytest
 from fastavro.utils import generate_many
 
-from streams.avro_writer import UnsupportedSchema, compile_writer
+from streams.avro.schemas import SchemaRegistry, strip_logical_types
+from streams.avro.writer import UnsupportedSchema, compile_writer
 from streams.errors import SchemaEncodeError
-from streams.schemas import SchemaRegistry, strip_logical_types
 
 REGISTRY = SchemaRegistry.default()
 SUPPORTED = []

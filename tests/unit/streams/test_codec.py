@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, Codec
+from streams.avro.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, Codec
+from streams.avro.schemas import SchemaRegistry
 from streams.errors import SchemaDecodeError, SchemaEncodeError
-from streams.schemas import SchemaRegistry
 from streams.topics import ALL_TOPICS
 from tests.unit.streams.records import SAMPLES
 

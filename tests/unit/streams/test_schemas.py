@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.compat import backward_problems
-from streams.schemas import SCHEMA_DIR, SchemaRegistry
+from streams.avro.compat import backward_problems
+from streams.avro.schemas import SCHEMA_DIR, SchemaRegistry
 from streams.topics import ALL_TOPICS, BATCH_SCHEMA_OF_TOPIC
 
 CURRENT = sorted(SCHEMA_DIR.glob("*.avsc"))
@@ -75,8 +75,8 @@ def test_checker_rejects_a_type_change_by_resolution() -> None:
 
 def test_codec_reads_old_writer_version(tmp_path: Path) -> None:
     """A record written with an older schema (in history) decodes with the current one."""
-    from streams.codec import Codec
-    from streams.schemas import LoadedSchema
+    from streams.avro.codec import Codec
+    from streams.avro.schemas import LoadedSchema
 
     old = json.loads((SCHEMA_DIR / "Trade.avsc").read_text())
     old["fields"] = [f for f in old["fields"] if f["name"] != "side"]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from streams.errors import ConfigError
-from streams.kafka import consumer_config, producer_config
+from streams.kafka.config import consumer_config, producer_config
 from streams.settings import Settings
 
 

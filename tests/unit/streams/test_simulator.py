@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from streams.codec import Codec
+from streams.avro.codec import Codec
 from streams.config.simulator import SimulatorSettings
 from streams.errors import ConfigError
 from streams.features import ENGINE_FEATURES, FAMILIES

@@ -13,11 +13,11 @@ import logging
 import fastavro
 import pytest
 
-from streams.codec import LEGACY_HEADERS, Codec
+from streams.avro.codec import LEGACY_HEADERS, Codec
+from streams.avro.schemas import SCHEMA_DIR, SchemaRegistry, strip_logical_types
+from streams.avro.single_object import fingerprint64, fingerprint_hex, legacy_header
 from streams.errors import SchemaDecodeError
-from streams.partitioning import partition_for
-from streams.schemas import SCHEMA_DIR, SchemaRegistry, strip_logical_types
-from streams.single_object import fingerprint64, fingerprint_hex, legacy_header
+from streams.kafka.partitioning import partition_for
 from streams.topics import ALL_TOPICS
 from tests.unit.streams import spec_reference as spec
 from tests.unit.streams.records import SAMPLES
@@ -114,7 +114,7 @@ def test_legacy_big_endian_headers_are_read_counted_and_logged_once(caplog) -> N
     legacy = legacy_header(schema.fingerprint) + good[len(schema.header) :]
     assert legacy != good
     before = LEGACY_HEADERS.labels(schema.name)._value.get()
-    with caplog.at_level(logging.WARNING, logger="streams.codec"):
+    with caplog.at_level(logging.WARNING, logger="streams.avro.codec"):
         for _ in range(3):
             assert Codec().decode("trades", legacy) == SAMPLES["trades"]
     assert LEGACY_HEADERS.labels(schema.name)._value.get() == before + 3

@@ -1,4 +1,9 @@
-"""Dead letters are data: an input the worker could not use, kept with its bytes and a reason.
+"""Dead letters are data: an input a component could not use, kept with its bytes and a reason.
+
+The one builder of ``DeadLetter`` records, used by the stream worker, the serving core (inference
+workers and the engine's sizer) and the trainer's ingest. Ids are derived from where the input was
+(topic, partition, offset, batch index) and why it failed, so a copy sent again after a crash is
+the same record.
 
 Example:
     >>> letter = DeadLetter("validate", "t.trades", 0, 7, b"BTC", b"...", "non_positive_price", "price -1.0")
@@ -13,7 +18,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["DEAD_LETTER_NAMESPACE", "DeadLetter"]
+from confluent_kafka import Message
+
+__all__ = [
+    "DEAD_LETTER_NAMESPACE",
+    "STAGE_DECODE",
+    "STAGE_DEDUP",
+    "STAGE_INFERENCE",
+    "STAGE_JOIN",
+    "STAGE_TRAINER_INGEST",
+    "STAGE_VALIDATE",
+    "DeadLetter",
+]
+
+# Where an input was rejected (DeadLetter.stage).
+STAGE_DECODE: Final = "decode"  # the stream worker could not decode it
+STAGE_VALIDATE: Final = "validate"  # decoded, but a field is out of range or inconsistent
+STAGE_DEDUP: Final = "dedup"  # the same event id again
+STAGE_JOIN: Final = "join"  # the join's verdict: duplicate signal or outcome, orphan outcome
+STAGE_INFERENCE: Final = "inference"  # a serving process could not read a record it follows
+STAGE_TRAINER_INGEST: Final = "trainer-ingest"  # the trainer's ingest rejected an experience or period
 
 # uuid5 namespace of dead-letter event ids: the same rejected offset always gets the same id.
 DEAD_LETTER_NAMESPACE: Final = uuid.UUID("5b0c3a52-7f0e-4a53-9a0c-0d1e64b5e1a1")
@@ -24,7 +48,7 @@ class DeadLetter:
     """One rejected input: where it came from, the original bytes and a machine-readable reason.
 
     Attributes:
-        stage: decode, validate, dedup or join.
+        stage: one of the ``STAGE_*`` constants.
         topic: the full source topic name.
         partition: source partition.
         offset: source offset.
@@ -45,6 +69,13 @@ class DeadLetter:
     reason: str
     error: str
     batch_index: int | None = None
+
+    @classmethod
+    def of(cls, message: Message, stage: str, reason: str, error: str, raw: bytes | None = None) -> DeadLetter:
+        """The dead letter of a consumed confluent-kafka ``message`` (its value unless ``raw``)."""
+        value = raw if raw is not None else (message.value() or b"")
+        return cls(stage, message.topic() or "", message.partition() or 0, message.offset() or 0, message.key(),
+                   value, reason, error)  # fmt: skip
 
     def record(self, component: str, now: int) -> dict[str, Any]:
         """The DeadLetter Avro record; ``now`` (microseconds) is when it was rejected."""

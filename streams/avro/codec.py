@@ -4,7 +4,7 @@ Two standard framings, and readers accept both:
 
 * **single-object** (default, no server): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
   fingerprint of the schema's Parsing Canonical Form + Avro binary body, as the Avro
-  specification defines it (:mod:`streams.single_object`). Any Avro library can produce it from
+  specification defines it (:mod:`streams.avro.single_object`). Any Avro library can produce it from
   the ``.avsc`` files. Headers written big-endian by tradeloop before 0.2 are still read; each such
   record counts in ``tradeloop_codec_legacy_headers_total`` and is logged once per schema.
 * **confluent** (when a Schema Registry URL is configured): ``00`` + 4-byte big-endian schema id
@@ -35,10 +35,10 @@ from typing import Any, Final
 from fastavro import schemaless_reader, schemaless_writer
 from prometheus_client import Counter
 
+from streams.avro.confluent_registry import ConfluentRegistryClient
+from streams.avro.schemas import LoadedSchema, SchemaRegistry
+from streams.avro.single_object import HEADER_SIZE, MAGIC, fingerprint_hex, parse_header
 from streams.errors import SchemaDecodeError, SchemaEncodeError
-from streams.schema_registry import ConfluentRegistryClient
-from streams.schemas import LoadedSchema, SchemaRegistry
-from streams.single_object import HEADER_SIZE, MAGIC, fingerprint_hex, parse_header
 
 __all__ = ["CONFLUENT_MAGIC", "LEGACY_HEADERS", "SINGLE_OBJECT_MAGIC", "Codec"]
 

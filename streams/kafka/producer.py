@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streams.codec import Codec
+from streams.avro.codec import Codec
 from streams.errors import BrokerError, DeliveryError
-from streams.kafka import producer_config
+from streams.kafka.config import producer_config
 from streams.settings import Settings
 
 __all__ = ["DeliveryCallback", "EventProducer"]

@@ -12,7 +12,7 @@ from types import TracebackType
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.errors import BrokerError
-from streams.kafka import consumer_config
+from streams.kafka.config import consumer_config
 from streams.settings import Settings
 
 __all__ = ["OffsetReader"]

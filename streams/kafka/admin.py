@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import BrokerError
-from streams.kafka import admin_config
+from streams.kafka.config import admin_config
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 

@@ -22,7 +22,7 @@ from typing import Any
 import fastavro
 from fastavro.utils import generate_many
 
-from streams.schemas import strip_logical_types
+from streams.avro.schemas import strip_logical_types
 
 __all__ = ["backward_problems"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
-from streams.batches import to_rows
-from streams.codec import Codec
+from streams.avro.batches import to_rows
+from streams.avro.codec import Codec
 from streams.errors import BrokerError
-from streams.kafka import consumer_config
+from streams.kafka.config import consumer_config
 from streams.settings import Settings
 
 __all__ = ["EventConsumer"]

@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Final
 
+from streams.avro.schemas import SchemaRegistry
 from streams.errors import BatchShapeError
-from streams.schemas import SchemaRegistry
 
 __all__ = ["EMPTY_BATCH", "RAGGED_BATCH", "batch_length", "fields_of", "to_columns", "to_rows"]
 

@@ -2,7 +2,7 @@
 
 The ``.avsc`` files under ``schemas/`` are the public contract. This module loads each once,
 keeps a parsed copy for fastavro, and indexes it by its CRC-64-AVRO fingerprint (for Avro
-single-object framing, :mod:`streams.single_object`) and by name.
+single-object framing, :mod:`streams.avro.single_object`) and by name.
 
 Timestamps are ``timestamp-micros`` in the files; tradeloop handles them as plain ``int``
 microseconds in memory (the wire bytes are the same, and fingerprints use the Parsing Canonical
@@ -28,13 +28,13 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from streams.avro.single_object import fingerprint64, fingerprint_hex, header, swap64
 from streams.errors import SchemaError
-from streams.single_object import fingerprint64, fingerprint_hex, header, swap64
 from streams.topics import BATCH_SCHEMA_OF_TOPIC, SCHEMA_OF_TOPIC
 
 __all__ = ["SCHEMA_DIR", "LoadedSchema", "SchemaRegistry", "strip_logical_types"]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def strip_logical_types(schema: Any) -> Any:

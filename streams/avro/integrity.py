@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from streams.single_object import HEADER_SIZE, MAGIC
+from streams.avro.single_object import HEADER_SIZE, MAGIC
 
 __all__ = ["seal", "verify"]
 
