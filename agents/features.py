@@ -4,7 +4,7 @@ State per symbol is two bucket rings (5-second buckets over 5 minutes, 1-minute 
 minutes) plus two time-decayed EMAs, so it stays a few kilobytes however many trades arrive.
 Windows are bucket-aligned: "1 minute" is the current 5-second bucket and the 11 before it,
 "5 minutes" the current and 59 before, "30 minutes" the current 1-minute bucket and 29 before.
-docs/agents.md gives every formula; tests/unit/agents/reference.py recomputes them from raw trades.
+docs/agents.md gives every formula; tests/kit/agents/reference.py recomputes them from raw trades.
 
 Example:
     >>> state = FeatureState()

@@ -4,7 +4,7 @@ fraction of the oracle's uplift, on simulated allocation periods over several se
     python bench/allocator_quality.py --json bench/results/allocator_quality.json
 
 Per seed: a simulator backfill of ``--signals`` signals becomes AllocationPeriod records of
-``--period`` seconds (bench/_periods.py: the agents' feature and period code), which go into a
+``--period`` seconds (tests/kit/simulated_periods.py: the agents' feature and period code), which go into a
 fresh allocation store; one full allocator run with the default trainer settings (PPO, the default
 reward, the gate) trains on the oldest 75% of the period pairs and is scored on the newest 25%.
 Sharpe is per period of ``w_t . r_{t+1}`` (not annualised).
@@ -38,10 +38,10 @@ if __package__ in (None, ""):  # run as `python bench/allocator_quality.py`: mak
 
 import numpy as np
 
-from bench._periods import simulate_periods
 from bench._report import report
 from streams.config.trainer import AllocatorTrainerSettings, TrainerSettings
 from streams.settings import Settings
+from tests.kit.simulated_periods import simulate_periods
 from trainers.allocator.env import softmax_weights
 from trainers.allocator.evaluation import inverse_vol_weights
 from trainers.allocator.export import OnnxAllocator

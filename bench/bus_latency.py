@@ -61,8 +61,8 @@ from streams.sdk import DECISION_READER_CONFIG, REQUEST_PRODUCER_CONFIG, EngineC
 from streams.serving.follow import poll_now
 from streams.settings import Settings
 from streams.topics import SIZING_REQUESTS, TopicSpec
-from tests.unit.inference.harness import ENGINE_VALUES, publish, request_record
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.harness import ENGINE_VALUES, publish, request_record
+from tests.kit.inference.model_factory import sizer_update
 
 ROUND_TRIP = "bench-round-trip"  # the baseline's own topic: partitions like sizing-requests, same bytes
 RELAY_IN, RELAY_OUT = "bench-relay-in", "bench-relay-out"  # --relay: a plain two-hop path

@@ -47,7 +47,7 @@ from streams.sdk import EngineClient
 from streams.serving.runtime import session_options
 from streams.settings import Settings
 from streams.topics import FEATURES, MODEL_UPDATES
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.model_factory import sizer_update
 
 SYMBOLS = [f"SYM{i}" for i in range(8)]
 

@@ -51,6 +51,7 @@ from streams.kafka.config import admin_config, producer_config
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.partitioning import partition_for
 from streams.settings import Settings
+from tests.kit.agents.worker import WorkerProcess
 from tradeloop.ops.supervisor import settings_env
 
 console = Console()
@@ -70,32 +71,27 @@ class Load:
 
 
 class Worker:
-    """One ``python -m agents.worker`` child whose log the bench follows."""
+    """A stream worker child (the test kit's :class:`WorkerProcess`) whose log the bench follows."""
 
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name, self.log_path = name, workdir / f"{name}.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "agents.worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+    def __init__(self, name: str, settings: Settings, workdir: Path) -> None:
+        self.name = name
+        self.process = WorkerProcess(settings, workdir / f"{name}.log").start()
         self.loads: list[Load] = []
 
     def poll(self) -> list[Load]:
-        text = self.log_path.read_text(errors="replace")
+        text = self.process.log()
         for match in list(LOADED.finditer(text))[len(self.loads) :]:
             parts = tuple(int(p) for p in match.group(2).split(",") if p.strip())
             self.loads.append(Load(time.monotonic(), float(match.group(1)), parts, int(match.group(3))))
-        if self.process.poll() is not None and self.name != "victim":
+        if not self.process.alive() and self.name != "victim":
             raise SystemExit(f"{self.name} exited:\n{text[-3000:]}")
         return self.loads
 
+    def kill(self) -> None:
+        self.process.kill()
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self.process.stop(30)
 
 
 def wait_until(what: str, condition: Any, timeout: float) -> None:
@@ -187,10 +183,10 @@ def main() -> None:
         prefill_s = prefill(settings, args.keys)
         console.print(f"prefill: {args.keys:,} keys in {prefill_s:.1f}s")
         base = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
-        base.update(settings_env(settings))
-        base["TRADELOOP_LOG_LEVEL"] = "INFO"
+        base.update(settings_env(settings))  # the simulator's environment
         for name in ("victim", "survivor"):
-            workers.append(Worker(name, {**base, "TRADELOOP_METRICS_PORT": str(free_port())}, workdir))
+            own = settings.model_copy(update={"log_level": "INFO", "metrics_port": free_port()})
+            workers.append(Worker(name, own, workdir))
         victim, survivor = workers
 
         def shared() -> bool:
@@ -213,9 +209,8 @@ def main() -> None:
                 survivor.poll()
         victim_parts = set(start_loads["victim"].partitions)
         count_before = len(survivor.poll())
-        victim.process.send_signal(signal.SIGKILL)
+        victim.kill()  # SIGKILL
         killed = time.monotonic()
-        victim.process.wait(10)
         drain(consumer)  # what the victim wrote before it died; anything later is the survivor's
 
         def took_over() -> bool:

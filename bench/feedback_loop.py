@@ -42,7 +42,6 @@ if __package__ in (None, ""):  # run as `python bench/feedback_loop.py`: make th
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
 from agents.inference.rollout import RolloutWatcher
-from bench._experiences import backfill_experiences
 from bench._report import report
 from bench.model_propagation import start_workers
 from streams.avro.codec import Codec
@@ -52,6 +51,7 @@ from streams.kafka.producer import EventProducer
 from streams.manifest import verify_update
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, MODEL_UPDATES
+from tests.kit.simulated_experiences import backfill_experiences
 from trainers.run.loop import TrainerLoop
 from trainers.store.replay import ReplayStore
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference.model_factory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.kit.inference.model_factory
 
 from streams.features import ENGINE_FEATURES, SIZER_SPEC, STREAM_FEATURES
 from streams.serving.control import ControlState
@@ -38,7 +38,7 @@ from streams.serving.observation import FeatureCache
 from streams.serving.runtime import session_options
 from streams.serving.sizing import Sizer
 from streams.settings import Settings
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.model_factory import sizer_update
 
 
 def timings_us(fn: Callable[[], Any], count: int, warmup: int = 2000) -> np.ndarray:

@@ -35,9 +35,9 @@ if __package__ in (None, ""):  # run as `python bench/learning_quality.py`: make
 
 import numpy as np
 
-from bench._experiences import simulate
 from bench._report import report
 from streams.settings import Settings
+from tests.kit.simulated_experiences import simulate
 from trainers.registry import ModelRegistry
 from trainers.sizer.export import OnnxSizer
 from trainers.sizer.pipeline import SizerPipeline

@@ -39,7 +39,7 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.model_factory import sizer_update
 
 
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:

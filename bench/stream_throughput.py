@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -60,7 +58,7 @@ from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, FEATURES, OUTCOMES, PRICE_MOVES, SIGNALS, TRADES
-from tradeloop.ops.supervisor import settings_env
+from tests.kit.agents.worker import WorkerProcess
 
 console = Console()
 T0 = 1_767_225_600_000_000
@@ -235,30 +233,19 @@ def wait_rate(
 
 
 class Worker:
-    """One ``python -m agents.worker`` child on its own topic prefix and metrics port."""
+    """A stream worker child (the test kit's :class:`WorkerProcess`) timed through its metrics."""
 
     def __init__(self, settings: Settings, workdir: Path, name: str, profile: Path | None = None) -> None:
         self.settings = settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
-        env.update(settings_env(settings))
-        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "agents.worker"]
-        if profile is not None:  # py-spy's raw samples of the whole run, for summarize_profile
-            spy = str(Path(sys.executable).with_name("py-spy"))
-            command = [spy, "record", "-f", "raw", "-r", "100", "-o", str(profile / f"{name}.spy"), "--", *command]
-        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        spy = None if profile is None else profile / f"{name}.spy"
+        self.process = WorkerProcess(settings, workdir / f"{name}.log", spy).start()
 
     def rate(self, counter: str, target: float, timeout: float = 600, every: float = 1.0) -> float:
-        assert self.settings.metrics_port is not None
-        return wait_rate(self.settings.metrics_port, counter, target, timeout, self.proc, every)
+        assert self.settings.metrics_port is not None and self.process.process is not None
+        return wait_rate(self.settings.metrics_port, counter, target, timeout, self.process.process, every)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT; the worker stops too
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self.process.stop(60)
 
 
 def bare_faust(bootstrap: str, topic: str, n: int, loop: str) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
+from tests.kit.agents.scenario import build, expected, scenario_settings
+from tests.kit.agents.worker import ExperienceCopies, WorkerProcess, wait_for
 from tests.kit.engine import live_engine
-from tests.unit.agents.runner import ExperienceCopies, WorkerProcess, wait_for
-from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -10,9 +10,9 @@ import pytest
 from streams.kafka.admin import create_topics
 from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
+from tests.kit.agents.scenario import build, expected, scenario_settings
+from tests.kit.agents.worker import WorkerProcess, wait_for
 from tests.kit.engine import produce_events
-from tests.unit.agents.runner import WorkerProcess, wait_for
-from tests.unit.agents.scenario import build, expected, scenario_settings
 
 pytestmark = pytest.mark.integration
 

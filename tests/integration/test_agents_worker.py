@@ -18,12 +18,12 @@ from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient
 from streams.settings import Settings
+from tests.kit.agents.badinputs import bad_batches, bad_inputs, duplicate_trade
+from tests.kit.agents.builders import CODEC, SECOND, outcome, signal
+from tests.kit.agents.reference import reference
+from tests.kit.agents.scenario import LAST_TRADES, build, expected, scenario_settings
+from tests.kit.agents.worker import WorkerProcess, wait_for
 from tests.kit.engine import produce_events as produce
-from tests.unit.agents.badinputs import bad_batches, bad_inputs, duplicate_trade
-from tests.unit.agents.builders import CODEC, SECOND, outcome, signal
-from tests.unit.agents.reference import reference
-from tests.unit.agents.runner import WorkerProcess, wait_for
-from tests.unit.agents.scenario import LAST_TRADES, build, expected, scenario_settings
 
 pytestmark = pytest.mark.integration
 

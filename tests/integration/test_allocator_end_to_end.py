@@ -19,7 +19,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench._periods import PeriodBackfill, simulate_periods
 from streams.config.trainer import AllocatorTrainerSettings, TrainerSettings
 from streams.kafka.admin import create_topics
 from streams.kafka.producer import EventProducer
@@ -28,8 +27,9 @@ from streams.sdk import EngineClient, StrategyWeights
 from streams.serving.verify import load_model
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
-from tests.integration.test_trainer_registry import read_updates
-from tests.unit.inference.harness import running_worker, wait_until
+from tests.kit.bus import read_updates
+from tests.kit.inference.harness import running_worker, wait_until
+from tests.kit.simulated_periods import PeriodBackfill, simulate_periods
 from tradeloop.cli import _global
 from tradeloop.commands import models
 from trainers.allocator.env import observation

@@ -11,7 +11,7 @@ from streams.avro.codec import Codec
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER
-from tests.unit.trainers.allocator.fixtures import make_period
+from tests.kit.trainers.periods import make_period
 from trainers.store.allocation import AllocationStore
 from trainers.store.ingest import PERIODS, Ingestor
 

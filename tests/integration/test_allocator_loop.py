@@ -11,8 +11,8 @@ import pytest
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
-from tests.integration.test_trainer_registry import read_updates
-from tests.unit.trainers.allocator.fixtures import bandit_periods
+from tests.kit.bus import read_updates
+from tests.kit.trainers.periods import bandit_periods
 from trainers.run.loop import TrainerLoop
 from trainers.run.state import TrainerState
 from trainers.store.allocation import AllocationStore

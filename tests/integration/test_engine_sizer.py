@@ -23,8 +23,8 @@ from streams.sdk import EngineClient, SizingDecision
 from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
 from streams.settings import Settings
 from streams.topics import FEATURES, SIZING_DECISIONS
-from tests.unit.inference.harness import ENGINE_VALUES, publish, send_control, tuned, wait_until
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
+from tests.kit.inference.harness import ENGINE_VALUES, publish, send_control, tuned, wait_until
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
 pytestmark = pytest.mark.integration
 

@@ -37,14 +37,14 @@ from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError
 from streams.settings import Settings
 from streams.topics import TRADES
-from tests.integration.cli_apps import status_app
-from tests.unit.inference.harness import ENGINE_VALUES, publish
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.cli_apps import status_app
+from tests.kit.components import ROOT, component_env, spawn, stop_child, wait_until
+from tests.kit.inference.harness import ENGINE_VALUES, publish
+from tests.kit.inference.model_factory import sizer_update
 from tradeloop.commands import status as status_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = 10.0
 
 TANSU_FORGETS_PRODUCER_IDS = (
@@ -90,52 +90,9 @@ def restart(broker: EmbeddedBroker, settings: Settings) -> float:
     return time.monotonic()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def trade(i: int) -> dict[str, Any]:
     return {"event_id": f"t{i}", "ts": time.time_ns() // 1000, "symbol": "BTC", "price": 100.0 + i,
             "size": 1.0, "side": "BUY"}  # fmt: skip
-
-
-def component_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a ``python -m tradeloop`` child that talks to ``settings``' broker and topics."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
-    env.update(
-        TRADELOOP_KAFKA_BOOTSTRAP=settings.bootstrap,
-        TRADELOOP_TOPIC_PREFIX=settings.topic_prefix,
-        TRADELOOP_DATA_DIR=str(settings.data_dir),
-        TRADELOOP_METRICS_ENABLED="false",
-        **extra,
-    )
-    return env
-
-
-def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``python -m tradeloop ARGS`` in its own session (so a kill reaches its Ray children too)."""
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tradeloop", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-            cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-
-
-def stop_child(child: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    """SIGTERM, then SIGKILL of the child's whole process group when it does not stop in time."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-    return child.returncode
 
 
 def status_json(settings: Settings) -> tuple[int, dict[str, Any]]:

@@ -21,7 +21,7 @@ import pytest
 from streams.kafka.admin import create_topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
-from tests.integration.proc_tree import alive, descendants
+from tests.kit.proc_tree import alive, descendants
 from tradeloop.ops.status_collect import BusReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -22,8 +22,8 @@ import pytest
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES
-from tests.integration.test_faults_broker import component_env, spawn, wait_until
-from tests.unit.trainers.conftest import bandit_records, make_record
+from tests.kit.components import component_env, spawn, wait_until
+from tests.kit.trainers.records import bandit_records, make_record
 from tradeloop.ops.status_collect import BusReader
 from trainers.registry import ModelRegistry
 from trainers.run.state import RunDir

@@ -25,7 +25,7 @@ import pytest
 
 from streams.datadir import DataDir
 from streams.kafka.broker import free_port
-from tests.integration.proc_tree import alive, command, descendants
+from tests.kit.proc_tree import alive, command, descendants
 
 pytestmark = [pytest.mark.integration]
 

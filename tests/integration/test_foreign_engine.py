@@ -21,8 +21,8 @@ from streams.serving.core import ServingCore
 from streams.settings import Settings
 from streams.topics import FEATURES, MODEL_UPDATES
 from tests.integration import foreign_engine as foreign
-from tests.unit.inference.harness import ENGINE_VALUES, publish
-from tests.unit.inference.model_factory import make_manifest, update_record
+from tests.kit.inference.harness import ENGINE_VALUES, publish
+from tests.kit.inference.model_factory import make_manifest, update_record
 
 pytestmark = pytest.mark.integration
 

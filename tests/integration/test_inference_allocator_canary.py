@@ -14,8 +14,8 @@ from streams.serving.follow import poll_now
 from streams.serving.metrics import CANARY_ROLLBACKS
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, STRATEGY_WEIGHTS
-from tests.unit.inference.harness import publish, running_worker, wait_until
-from tests.unit.inference.test_allocator_canary import PERIOD_US, allocator_update, period
+from tests.kit.inference.allocator import PERIOD_US, allocator_update, period
+from tests.kit.inference.harness import publish, running_worker, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from agents.inference.rollout import RolloutWatcher
 from streams.features import SIZER_SPEC
 from streams.serving.metrics import CANARY_ROLLBACKS
 from streams.settings import Settings
-from tests.unit.inference.harness import Engine, publish, running_worker, wait_until
-from tests.unit.inference.model_factory import make_manifest, sizer_update, sqrt_onnx, update_record
+from tests.kit.inference.harness import Engine, publish, running_worker, wait_until
+from tests.kit.inference.model_factory import make_manifest, sizer_update, sqrt_onnx, update_record
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 
 from agents.inference.rollout import RolloutWatcher
 from streams.settings import Settings
-from tests.unit.inference.harness import Engine, publish, running_worker, wait_until
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.harness import Engine, publish, running_worker, wait_until
+from tests.kit.inference.model_factory import sizer_update
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS
-from tests.unit.inference.harness import ENGINE_VALUES, publish, running_worker, wait_until
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
+from tests.kit.inference.harness import ENGINE_VALUES, publish, running_worker, wait_until
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
 pytestmark = pytest.mark.integration
 

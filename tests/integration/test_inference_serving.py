@@ -13,8 +13,8 @@ from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALL
 from streams.serving.metrics import DEAD_LETTERS, REJECTIONS, SHADOW_DECISIONS
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, MODEL_UPDATES
-from tests.unit.inference.harness import Engine, publish, running_worker, send_control, wait_until
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
+from tests.kit.inference.harness import Engine, publish, running_worker, send_control, wait_until
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
 pytestmark = pytest.mark.integration
 

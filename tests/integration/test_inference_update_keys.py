@@ -6,9 +6,9 @@ import pytest
 
 from agents.inference.rollout import RolloutWatcher
 from streams.settings import Settings
-from tests.integration.test_trainer_registry import read_updates
-from tests.unit.inference.harness import running_worker, wait_until
-from tests.unit.trainers.test_registry import add_version
+from tests.kit.bus import read_updates
+from tests.kit.inference.harness import running_worker, wait_until
+from tests.kit.trainers.registry import add_version
 from trainers.registry import ModelRegistry, clear_shadow, promote, publish_shadow
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient, SizeTimeoutError, StrategyWeights
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
-from tests.unit.streams import spec_reference
-from tests.unit.streams.records import SAMPLES
+from tests.kit import spec_reference
+from tests.kit.records import SAMPLES
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from streams.kafka.offsets import OffsetReader
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, HEARTBEATS, TRADES
-from tests.integration.cli_apps import status_app
+from tests.kit.cli_apps import status_app
 from tradeloop.commands import status as status_command
 from tradeloop.ops.health import HealthMonitor, run_health_monitor
 from tradeloop.ops.status import CONSUMERS

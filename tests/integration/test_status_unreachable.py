@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from streams.kafka.broker import free_port
 from streams.settings import Settings
-from tests.integration.cli_apps import status_app
+from tests.kit.cli_apps import status_app
 from tradeloop.ops.status_collect import DEV_SIGNING_KEY_WARNING
 
 pytestmark = pytest.mark.integration

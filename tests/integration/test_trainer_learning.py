@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench._experiences import backfill_experiences
 from streams.kafka.producer import EventProducer
 from streams.manifest import verify_update
 from streams.settings import Settings
 from streams.topics import EXPERIENCES
-from tests.integration.test_trainer_registry import read_updates
+from tests.kit.bus import read_updates
+from tests.kit.simulated_experiences import backfill_experiences
 from trainers.errors import TrainingInterrupted
 from trainers.registry import ModelRegistry
 from trainers.sizer.export import OnnxSizer

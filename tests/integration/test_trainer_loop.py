@@ -15,8 +15,8 @@ from streams.avro.codec import Codec
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES, HEARTBEATS
-from tests.integration.test_trainer_registry import read_updates
-from tests.unit.trainers.conftest import bandit_records, make_record
+from tests.kit.bus import read_updates
+from tests.kit.trainers.records import bandit_records, make_record
 from trainers.run.loop import TrainerLoop
 from trainers.store.replay import ReplayStore
 

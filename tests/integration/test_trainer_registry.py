@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from streams.avro.codec import Codec
 from streams.errors import SignatureError
 from streams.manifest import verify_update
 from streams.settings import Settings
-from streams.topics import MODEL_UPDATES
-from tests.unit.trainers.test_registry import add_version
+from tests.kit.bus import read_updates
+from tests.kit.trainers.registry import add_version
 from trainers.errors import RegistryError
 from trainers.registry import ModelRegistry, promote, rollback
 
 pytestmark = pytest.mark.integration
-
-
-def read_updates(
-    settings: Settings, expected: int, timeout: float = 15.0
-) -> list[tuple[bytes, dict[str, Any]]]:
-    """Every model update on the topic (key, record), read with a plain consumer, in offset order."""
-    full = settings.topic(MODEL_UPDATES)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "updates-reader"})
-    partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
-    consumer.assign([TopicPartition(full, p, 0) for p in partitions])
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(found) < expected and time.monotonic() < deadline:
-        found += [m for m in consumer.consume(50, 0.5) if m.error() is None]
-    consumer.close()
-    found.sort(key=lambda m: (m.partition(), m.offset()))
-    return [(m.key(), Codec().decode(MODEL_UPDATES, m.value())) for m in found]
 
 
 def test_rollback_republishes_the_older_version(topics: Settings) -> None:

@@ -17,7 +17,7 @@ from streams.avro.codec import Codec
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, EXPERIENCES
-from tests.unit.trainers.conftest import make_record
+from tests.kit.trainers.records import make_record
 from trainers.store.ingest import Ingestor
 from trainers.store.replay import ReplayStore
 

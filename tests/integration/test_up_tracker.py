@@ -11,7 +11,7 @@ from streams.avro.batches import to_columns
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
-from tests.unit.streams.records import SAMPLES
+from tests.kit.records import SAMPLES
 from tradeloop.ops.uplift import UpliftTracker
 
 pytestmark = pytest.mark.integration

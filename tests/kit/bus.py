@@ -14,8 +14,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from streams.avro.batches import to_rows
 from streams.avro.codec import Codec
 from streams.settings import Settings
+from streams.topics import MODEL_UPDATES
 
-__all__ = ["BusEvent", "events_in", "read_events", "read_messages"]
+__all__ = ["BusEvent", "events_in", "read_events", "read_messages", "read_updates"]
 
 
 class BusEvent(NamedTuple):
@@ -78,3 +79,20 @@ def read_events(settings: Settings, topic: str, expected: int, timeout: float = 
 
     messages = read_messages(settings, topic, enough, timeout)
     return events + events_in(topic, messages[seen:], codec)
+
+
+def read_updates(
+    settings: Settings, expected: int, timeout: float = 15.0
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """Every model update on the topic (key, record), read with a plain consumer, in offset order."""
+    full = settings.topic(MODEL_UPDATES)
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "updates-reader"})
+    partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
+    consumer.assign([TopicPartition(full, p, 0) for p in partitions])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        found += [m for m in consumer.consume(50, 0.5) if m.error() is None]
+    consumer.close()
+    found.sort(key=lambda m: (m.partition(), m.offset()))
+    return [(m.key(), Codec().decode(MODEL_UPDATES, m.value())) for m in found]

@@ -12,9 +12,9 @@ from streams.avro.batches import to_columns
 from streams.config.agents import AgentSettings
 from streams.deadletter import DeadLetter
 from streams.kafka.partitioning import partition_for
-from tests.unit.agents.badinputs import bad_batches
-from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, random_trades, signal, trade
-from tests.unit.agents.harness import Harness
+from tests.kit.agents.badinputs import bad_batches
+from tests.kit.agents.builders import CODEC, SECOND, T0, outcome, random_trades, signal, trade
+from tests.kit.agents.harness import Harness
 
 PARTITIONS = 3
 BTC = partition_for(b"BTC", PARTITIONS)

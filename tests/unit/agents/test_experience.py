@@ -22,7 +22,7 @@ from agents.experience import (
 from streams.avro.integrity import verify
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC, STREAM_FEATURES
-from tests.unit.agents.builders import CODEC, T0, outcome, signal
+from tests.kit.agents.builders import CODEC, T0, outcome, signal
 
 RESOLVED = Resolved([0.5] * len(STREAM_FEATURES), T0 - 1, False, ())
 

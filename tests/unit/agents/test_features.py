@@ -9,8 +9,8 @@ from agents.features import FeatureState, clamp_monotonic
 from agents.market import Market
 from streams.config.agents import AgentSettings
 from streams.features import STREAM_FEATURES
-from tests.unit.agents.builders import CODEC, T0, inbound, random_trades
-from tests.unit.agents.reference import reference
+from tests.kit.agents.builders import CODEC, T0, inbound, random_trades
+from tests.kit.agents.reference import reference
 
 
 def arrays(trades: list[dict]) -> tuple[np.ndarray, ...]:

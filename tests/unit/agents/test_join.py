@@ -11,8 +11,8 @@ from agents.join_state import Entry
 from streams.avro.integrity import verify
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
-from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal
-from tests.unit.agents.harness import Harness
+from tests.kit.agents.builders import CODEC, SECOND, T0, outcome, signal
+from tests.kit.agents.harness import Harness
 
 S = SECOND
 

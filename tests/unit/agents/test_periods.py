@@ -11,7 +11,7 @@ from agents.periods import MARKET_FEATURES, Contribution, Periods, PortfolioStat
 from agents.validate import Inbound
 from streams.config.agents import AgentSettings
 from streams.features import SIZER_SPEC
-from tests.unit.agents.builders import CODEC, SECOND, T0
+from tests.kit.agents.builders import CODEC, SECOND, T0
 
 P = 60 * SECOND
 SETTINGS = AgentSettings(allocation_period_seconds=60, join_grace_seconds=5, idle_expiry_seconds=2)

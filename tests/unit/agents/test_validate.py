@@ -12,8 +12,8 @@ from agents.market import Market
 from agents.validate import Inbound, RecentIds, Validator, id_hash
 from streams.config.agents import AgentSettings
 from streams.deadletter import DeadLetter
-from tests.unit.agents.badinputs import bad_inputs, duplicate_trade
-from tests.unit.agents.builders import CODEC, T0, inbound, outcome, signal, trade
+from tests.kit.agents.badinputs import bad_inputs, duplicate_trade
+from tests.kit.agents.builders import CODEC, T0, inbound, outcome, signal, trade
 
 NOW = T0 + 10**10
 

@@ -9,7 +9,7 @@ from agents.validate import Inbound, Validator
 from streams.avro.batches import to_columns
 from streams.avro.schemas import SchemaRegistry
 from streams.deadletter import DeadLetter
-from tests.unit.agents.builders import CODEC, T0, outcome, signal, trade
+from tests.kit.agents.builders import CODEC, T0, outcome, signal, trade
 
 NOW = T0 + 10**10
 TOPICS = ("trades", "signals", "outcomes")

@@ -13,7 +13,7 @@ from streams.serving.metrics import WorkerMetrics
 from streams.serving.model_store import ModelStore, sizer_canary
 from streams.settings import Settings
 from streams.topics import FEATURES, OUTCOMES, STRATEGY_WEIGHTS
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
 KEY = b"unit-test-key"
 

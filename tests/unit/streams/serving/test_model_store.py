@@ -12,7 +12,7 @@ from streams.serving.metrics import REJECTIONS, WorkerMetrics
 from streams.serving.model_store import ModelStore
 from streams.serving.verify import load_model
 from streams.settings import Settings
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
 KEY = b"unit-test-key"
 

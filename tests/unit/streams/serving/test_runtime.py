@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from streams.features import SIZER_SPEC
 from streams.serving.verify import load_model
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, update_record
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, update_record
 
 KEY = b"unit-test-key"
 

@@ -14,7 +14,7 @@ from streams.serving.model_store import ModelStore
 from streams.serving.observation import FeatureCache
 from streams.serving.sizing import Sizer
 from streams.settings import Settings
-from tests.unit.inference.model_factory import make_manifest, sizer_update, sqrt_onnx, update_record
+from tests.kit.inference.model_factory import make_manifest, sizer_update, sqrt_onnx, update_record
 
 KEY = b"unit-test-key"
 

@@ -15,7 +15,7 @@ from streams.serving.model_store import ModelStore
 from streams.serving.updates import clear_text, is_clear, update_key, verify_clear
 from streams.settings import Settings
 from streams.topics import CONTROL, MODEL_UPDATES
-from tests.unit.inference.model_factory import sizer_update
+from tests.kit.inference.model_factory import sizer_update
 from trainers import registry
 from trainers.errors import RegistryError
 

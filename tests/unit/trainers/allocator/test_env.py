@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from agents.inference.weights import allocator_observation
 from agents.periods import MARKET_FEATURES
-from tests.unit.trainers.allocator.fixtures import STRATEGIES, bandit_periods, make_period, run_data
+from tests.kit.trainers.periods import STRATEGIES, bandit_periods, make_period, run_data
 from trainers.allocator.env import (
     MARKET_NAMES,
     AllocatorEnv,

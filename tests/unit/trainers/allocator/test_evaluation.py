@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from streams.settings import Settings
-from tests.unit.trainers.allocator.fixtures import STRATEGIES, bandit_periods
+from tests.kit.trainers.periods import STRATEGIES, bandit_periods
 from tradeloop.cli import _global
 from tradeloop.commands import models
 from trainers.allocator.env import AllocatorRunData

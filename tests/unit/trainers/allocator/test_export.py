@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 from agents.inference.weights import WeightsPlanner
 from streams.manifest import sign_manifest
 from streams.serving.verify import load_model
-from tests.unit.trainers.allocator.fixtures import STRATEGIES, make_period
+from tests.kit.trainers.periods import STRATEGIES, make_period
 from trainers.allocator.env import observation
 from trainers.allocator.export import (
     DeterministicAllocator,

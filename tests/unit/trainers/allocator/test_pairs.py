@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench._periods import AGENT_FIELDS, simulate_periods
-from tests.unit.trainers.allocator.fixtures import PERIOD_US, STRATEGIES, make_period
+from tests.kit.simulated_periods import AGENT_FIELDS, simulate_periods
+from tests.kit.trainers.periods import PERIOD_US, STRATEGIES, make_period
 from trainers.allocator.env import observation
 from trainers.allocator.pairs import build_pairs, choose_strategies
 from trainers.store.allocation import validate_period

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streams.config.trainer import TrainerSettings
-from tests.unit.trainers.conftest import bandit_records
+from tests.kit.trainers.records import bandit_records
 from trainers.errors import NotEnoughDataError
 from trainers.run.norm import NormStats
 from trainers.sizer.data import RunData, chronological_split, data_hash, prepare

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from streams.config.trainer import TrainerSettings
-from tests.unit.trainers.conftest import bandit_records
+from tests.kit.trainers.records import bandit_records
 from trainers.run.norm import NormStats
 from trainers.sizer.data import RunData, prepare
 from trainers.sizer.env import ACTION_HIGH, ACTION_LOW, SizerEnv, risk_penalty

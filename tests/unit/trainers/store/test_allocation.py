@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.unit.trainers.allocator.fixtures import make_period
+from tests.kit.trainers.periods import make_period
 from trainers.store.allocation import AllocationStore, validate_period
 
 TOPIC = "t.allocation-periods"

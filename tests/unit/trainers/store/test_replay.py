@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streams.features import SIZER_SPEC
-from tests.unit.trainers.conftest import MakeRecord
+from tests.kit.trainers.records import MakeRecord
 from trainers.store.data_export import export_store
 from trainers.store.replay import ReplayStore, validate_experience
 from trainers.store.sqlite import WriteResult

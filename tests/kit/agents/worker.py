@@ -1,6 +1,8 @@
 """Run the stream worker as a subprocess (``python -m agents.worker``) and read its outputs.
 
-Used by the integration tests; nothing here talks to Kafka except through the real clients.
+The one way the integration tests and the benchmarks start a stream worker: its settings reach the
+child through the supervisor's own ``settings_env``, so every section does. Nothing here talks to
+Kafka except through the real clients.
 """
 
 from __future__ import annotations
@@ -18,46 +20,35 @@ from typing import Any
 
 from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
+from tradeloop.ops.supervisor import settings_env
 
-__all__ = ["ExperienceCopies", "WorkerProcess", "read_topic", "settings_env", "wait_for"]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The TRADELOOP_* variables that rebuild ``settings`` in a child process."""
-    env = {
-        "TRADELOOP_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "TRADELOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "TRADELOOP_PARTITIONS": str(settings.partitions),
-        "TRADELOOP_DATA_DIR": str(settings.data_dir),
-        "TRADELOOP_METRICS_ENABLED": str(settings.metrics_enabled).lower(),
-        "TRADELOOP_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-        "TRADELOOP_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
-        "TRADELOOP_LOG_LEVEL": settings.log_level,
-    }
-    if settings.metrics_port is not None:
-        env["TRADELOOP_METRICS_PORT"] = str(settings.metrics_port)
-    for name, value in settings.agents.model_dump().items():
-        env[f"TRADELOOP_AGENTS__{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    return env
+__all__ = ["ExperienceCopies", "WorkerProcess", "read_topic", "wait_for"]
 
 
 class WorkerProcess:
-    """One ``python -m agents.worker`` child with its log file."""
+    """One ``python -m agents.worker`` child with its log file.
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    Args:
+        settings: the worker's settings (all of them reach the child).
+        log_path: where its output goes.
+        profile: record it with py-spy (raw samples) into this file; SIGINT makes py-spy write it.
+    """
+
+    def __init__(self, settings: Settings, log_path: Path, profile: Path | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.profile = profile
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
         env.update(settings_env(self.settings))
+        command = [sys.executable, "-m", "agents.worker"]
+        if self.profile is not None:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-f", "raw", "-r", "100", "-o", str(self.profile), "--", *command]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "agents.worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:
@@ -69,7 +60,8 @@ class WorkerProcess:
     def stop(self, timeout: float = 20.0) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
+        # py-spy writes its profile on SIGINT (and stops the worker); the worker stops on either.
+        self.process.send_signal(signal.SIGINT if self.profile is not None else signal.SIGTERM)
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -19,8 +19,8 @@ from streams.avro.single_object import fingerprint64, fingerprint_hex, legacy_he
 from streams.errors import SchemaDecodeError
 from streams.kafka.partitioning import partition_for
 from streams.topics import ALL_TOPICS
-from tests.unit.streams import spec_reference as spec
-from tests.unit.streams.records import SAMPLES
+from tests.kit import spec_reference as spec
+from tests.kit.records import SAMPLES
 
 # Apache Avro's share/test/data/schema-tests.txt: (input, canonical form, fingerprint as a Java long).
 AVRO_VECTORS = [

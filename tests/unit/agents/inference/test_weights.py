@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agents.inference.weights import WeightsPlanner, cap_step, equal_weights, softmax
 from streams.serving.verify import load_model
-from tests.unit.inference.model_factory import make_manifest, mlp_onnx, update_record
+from tests.kit.inference.model_factory import make_manifest, mlp_onnx, update_record
 
 KEY = b"unit-test-key"
 NAMES = ["a", "b", "c", "d"]

@@ -8,7 +8,7 @@ from typing import Any
 from agents.join import JoinBatch, Joiner
 from agents.market import Market
 from streams.config.agents import AgentSettings
-from tests.unit.agents.builders import CODEC, SECOND, T0, inbound, trade
+from tests.kit.agents.builders import CODEC, SECOND, T0, inbound, trade
 
 NOW = T0 + 3600 * SECOND  # wall clock in these tests: an hour after the data's start
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.avro.batches import to_columns
 from streams.kafka.partitioning import partition_for
-from tests.unit.agents.builders import CODEC, SECOND, T0, outcome, signal, trade
+from tests.kit.agents.builders import CODEC, SECOND, T0, outcome, signal, trade
 
 FAR_FUTURE = T0 + 10**9 * SECOND
 

@@ -14,7 +14,7 @@ from streams.avro.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, Codec
 from streams.avro.schemas import SchemaRegistry
 from streams.errors import SchemaDecodeError, SchemaEncodeError
 from streams.topics import ALL_TOPICS
-from tests.unit.streams.records import SAMPLES
+from tests.kit.records import SAMPLES
 
 TRADE = SAMPLES["trades"]
 

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.unit.trainers.conftest import make_record
-from tests.unit.trainers.test_registry import add_version
+from tests.kit.trainers.records import make_record
+from tests.kit.trainers.registry import add_version
 from tradeloop.cli import _global
 from tradeloop.commands import data, models, train
 from trainers.registry import ModelRegistry

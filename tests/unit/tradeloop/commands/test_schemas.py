@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from streams.avro.schemas import SCHEMA_DIR
-from tests.unit.streams import spec_reference as spec
+from tests.kit import spec_reference as spec
 from tradeloop.cli import app
 
 

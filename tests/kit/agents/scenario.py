@@ -18,8 +18,8 @@ import numpy as np
 
 from streams.config.agents import AgentSettings
 from streams.kafka.partitioning import partition_for
-from tests.unit.agents.builders import SECOND, T0, outcome, signal, trade
-from tests.unit.agents.harness import Harness
+from tests.kit.agents.builders import SECOND, T0, outcome, signal, trade
+from tests.kit.agents.harness import Harness
 
 SYMBOLS = ("BTC", "ETH")
 END = T0 + 600 * SECOND  # last regular trade
