@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agents.inference.weights import target_weights
 from streams.config.inference import InferenceSettings
-from streams.serving.canary import Judge, Verdict, mean_and_error
+from streams.serving.canary import Evidence, Judge, Verdict
 from streams.serving.model_store import CanaryFactory
 from streams.serving.runtime import LoadedModel
 
@@ -92,19 +91,28 @@ class AllocatorCanary:
     ) -> None:
         self.candidate = candidate
         self.incumbent = incumbent
-        self.n = settings.allocator_canary_periods
-        self.max_fallback_rate = settings.canary_max_fallback_rate
-        self.min_uplift = settings.allocator_canary_min_uplift
-        self.z = settings.canary_uplift_z
-        self.timeout = settings.allocator_canary_timeout_seconds
-        self.started = time.monotonic() if started is None else started
-        self.decisions = 0  # periods both allocators decided on
-        self.fallbacks = 0  # ... of which the candidate could not answer and the incumbent could
-        self.outcomes = 0  # decisions whose next period arrived: judged periods
-        self._sum = 0.0
-        self._sumsq = 0.0
+        # Decisions: periods both allocators decided on (fallbacks: the candidate could not answer
+        # and the incumbent could); outcomes: decisions whose next period arrived. Periods that
+        # stop arriving cannot judge, so the timeout needs no decisions (the gate already passed it).
+        self.evidence = Evidence(
+            settings.allocator_canary_periods, settings.canary_max_fallback_rate,
+            settings.allocator_canary_min_uplift, settings.canary_uplift_z,
+            settings.allocator_canary_timeout_seconds, started, decisions_before_timeout=0, unit="periods",
+        )  # fmt: skip
         self._pending: dict[str, _Decision] = {}
         self._lock = threading.Lock()
+
+    @property
+    def decisions(self) -> int:
+        return self.evidence.decisions
+
+    @property
+    def fallbacks(self) -> int:
+        return self.evidence.fallbacks
+
+    @property
+    def outcomes(self) -> int:
+        return self.evidence.outcomes
 
     def observe(self, period: Mapping[str, Any]) -> float | None:
         """Judge the decision ``period`` realises, then decide on it; returns the uplift it realised."""
@@ -117,9 +125,7 @@ class AllocatorCanary:
             if pending is not None and period["period_start"] == pending.end:
                 uplift = realised_uplift(pending.candidate, pending.incumbent, period)
                 if uplift is not None:
-                    self.outcomes += 1
-                    self._sum += uplift
-                    self._sumsq += uplift * uplift
+                    self.evidence.realised(uplift)
             self._decide(portfolio, period)
             return uplift
 
@@ -131,43 +137,20 @@ class AllocatorCanary:
         incumbent, _, incumbent_fallback = target_weights(period, self.incumbent)
         if candidate_fallback is not None and incumbent_fallback is not None:
             return  # both would publish equal weights: nothing to learn from this portfolio
-        self.decisions += 1
-        if candidate_fallback is not None:
-            self.fallbacks += 1
+        self.evidence.decided(1, 1 if candidate_fallback is not None else 0)
         self._pending[portfolio] = _Decision(period["ts"], candidate, incumbent)
 
     def uplift(self) -> tuple[float, float]:
         """Mean realised uplift per judged period and its standard error (inf below 2 periods)."""
-        with self._lock:
-            return mean_and_error(self.outcomes, self._sum, self._sumsq)
-
-    def _uplift_too_low(self) -> tuple[bool, str]:
-        mean, se = self.uplift()
-        detail = f"uplift {mean:+.6f} +/- {se:.6f} per period over {self.outcomes} periods"
-        return mean + self.z * se < self.min_uplift, detail
+        return self.evidence.uplift()
 
     def verdict(self, now: float | None = None) -> Verdict | None:
         """Promote, roll back, or None while the evidence is still coming in."""
-        now = time.monotonic() if now is None else now
-        if self.fallbacks > self.max_fallback_rate * self.n:
-            return Verdict(
-                False, "fallback_rate", f"candidate fell back on {self.fallbacks} of {self.decisions} periods"
-            )
-        if self.outcomes >= self.n:
-            low, detail = self._uplift_too_low()
-            return Verdict(not low, "uplift" if low else "uplift_ok", detail)
-        if now - self.started >= self.timeout:
-            low, detail = self._uplift_too_low()
-            return Verdict(not low, "uplift" if low else "timeout", detail)
-        return None
+        return self.evidence.verdict(now)
 
     def state(self) -> str:
         """A one-line summary for heartbeats and logs."""
-        mean, _ = self.uplift()
-        return (
-            f"periods={self.decisions} fallbacks={self.fallbacks} judged={self.outcomes}/{self.n} "
-            f"uplift={mean:+.6f}"
-        )
+        return self.evidence.state()
 
 
 def allocator_canary(settings: InferenceSettings) -> CanaryFactory:

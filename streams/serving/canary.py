@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from streams.config.inference import InferenceSettings
 
-__all__ = ["Canary", "Judge", "Verdict", "mean_and_error", "routed_to_canary"]
+__all__ = ["Canary", "Evidence", "Judge", "Verdict", "mean_and_error", "routed_to_canary"]
 
 _BUCKETS = 10_000
 
@@ -94,8 +94,93 @@ class Judge(Protocol):
         ...
 
 
+class Evidence:
+    """What every canary collects and how it decides: decisions, fallbacks, realised uplifts.
+
+    Both canaries, the sizer's (:class:`Canary`) and the allocator's
+    (``agents.inference.allocator_canary``), judge a candidate the same way; only what counts as
+    a decision and an outcome differs. Verdict, with N = ``n``:
+
+    * roll back (``fallback_rate``) as soon as fallbacks exceed ``max_fallback_rate x N``;
+    * after N outcomes: roll back (``uplift``) when mean + z x standard error of the uplift is
+      below ``min_uplift``, else promote (``uplift_ok``);
+    * after ``timeout`` seconds, once at least ``decisions_before_timeout`` decisions were made,
+      without N outcomes: the same test on the outcomes so far, then promote (``timeout``).
+
+    Thread-safe.
+
+    Example:
+        >>> e = Evidence(n=2, max_fallback_rate=0.1, min_uplift=0.0, z=1.0, timeout=60.0, started=0.0)
+        >>> e.decided(2), e.realised(0.01), e.realised(0.03)
+        (None, None, None)
+        >>> e.verdict(1.0)
+        Verdict(promote=True, reason='uplift_ok', detail='uplift +0.020000 +/- 0.010000 over 2 outcomes')
+    """
+
+    def __init__(
+        self, n: int, max_fallback_rate: float, min_uplift: float, z: float, timeout: float,
+        started: float | None = None, decisions_before_timeout: int = 0, unit: str = "outcomes",
+    ) -> None:  # fmt: skip
+        self.n = n
+        self.max_fallback_rate = max_fallback_rate
+        self.min_uplift = min_uplift
+        self.z = z
+        self.timeout = timeout
+        self.started = time.monotonic() if started is None else started
+        self.decisions_before_timeout = decisions_before_timeout
+        self.unit = unit
+        self.decisions = 0
+        self.fallbacks = 0
+        self.outcomes = 0
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._lock = threading.Lock()
+
+    def decided(self, decisions: int, fallbacks: int = 0) -> None:
+        """The candidate made ``decisions`` more decisions, ``fallbacks`` of them without its model."""
+        with self._lock:
+            self.decisions += decisions
+            self.fallbacks += fallbacks
+
+    def realised(self, uplift: float) -> None:
+        """One outcome: the candidate's realised uplift over the incumbent on one decision."""
+        with self._lock:
+            self.outcomes += 1
+            self._sum += uplift
+            self._sumsq += uplift * uplift
+
+    def uplift(self) -> tuple[float, float]:
+        """Mean realised uplift per outcome and its standard error (inf with fewer than 2 outcomes)."""
+        with self._lock:
+            return mean_and_error(self.outcomes, self._sum, self._sumsq)
+
+    def _uplift_too_low(self) -> tuple[bool, str]:
+        mean, se = self.uplift()
+        detail = f"uplift {mean:+.6f} +/- {se:.6f} over {self.outcomes} {self.unit}"
+        return mean + self.z * se < self.min_uplift, detail
+
+    def verdict(self, now: float | None = None) -> Verdict | None:
+        """Promote, roll back, or None while the evidence is still coming in."""
+        now = time.monotonic() if now is None else now
+        if self.fallbacks > self.max_fallback_rate * self.n:
+            return Verdict(False, "fallback_rate", f"{self.fallbacks} fallbacks in {self.decisions} decisions")
+        if self.outcomes >= self.n:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "uplift_ok", detail)
+        if self.decisions >= self.decisions_before_timeout and now - self.started >= self.timeout:
+            low, detail = self._uplift_too_low()
+            return Verdict(not low, "uplift" if low else "timeout", detail)
+        return None
+
+    def state(self) -> str:
+        """A one-line summary for heartbeats and logs."""
+        mean, _ = self.uplift()
+        counts = f"decisions={self.decisions} fallbacks={self.fallbacks} {self.unit}={self.outcomes}/{self.n}"
+        return f"{counts} uplift={mean:+.6f}"
+
+
 class Canary:
-    """Live evidence about one candidate against its incumbent. Thread-safe.
+    """Live evidence about one candidate sizer against its incumbent. Thread-safe.
 
     ``candidate`` and ``incumbent`` are the loaded models (any objects; only kept and returned).
     """
@@ -106,20 +191,28 @@ class Canary:
         self.candidate = candidate
         self.incumbent = incumbent
         self.share = settings.canary_share
-        self.n = settings.canary_decisions
-        self.max_fallback_rate = settings.canary_max_fallback_rate
-        self.min_uplift = settings.canary_min_uplift
-        self.z = settings.canary_uplift_z
-        self.timeout = settings.canary_timeout_seconds
         self.max_pending = settings.pending_outcomes_max
-        self.started = time.monotonic() if started is None else started
-        self.decisions = 0
-        self.fallbacks = 0
-        self.outcomes = 0
-        self._sum = 0.0
-        self._sumsq = 0.0
+        # A sizer is judged only once it answered N requests: an engine that reports no outcomes
+        # cannot judge, but one that sent too few requests has not exposed the candidate yet.
+        self.evidence = Evidence(
+            settings.canary_decisions, settings.canary_max_fallback_rate, settings.canary_min_uplift,
+            settings.canary_uplift_z, settings.canary_timeout_seconds, started,
+            decisions_before_timeout=settings.canary_decisions,
+        )  # fmt: skip
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def decisions(self) -> int:
+        return self.evidence.decisions
+
+    @property
+    def fallbacks(self) -> int:
+        return self.evidence.fallbacks
+
+    @property
+    def outcomes(self) -> int:
+        return self.evidence.outcomes
 
     def record(
         self,
@@ -129,9 +222,8 @@ class Canary:
         fallbacks: int,
     ) -> None:
         """The candidate answered ``signal_ids`` (finite answers) and failed ``fallbacks`` more."""
+        self.evidence.decided(len(signal_ids) + fallbacks, fallbacks)
         with self._lock:
-            self.decisions += len(signal_ids) + fallbacks
-            self.fallbacks += fallbacks
             for signal_id, mc, mi in zip(signal_ids, candidate, incumbent, strict=True):
                 self._pending[signal_id] = float(mc) - float(mi)
             while len(self._pending) > self.max_pending:
@@ -141,41 +233,19 @@ class Canary:
         """Count the realised uplift of a signal the candidate sized; False if it was not one."""
         with self._lock:
             delta = self._pending.pop(signal_id, None)
-            if delta is None or not math.isfinite(return_unit):
-                return False
-            uplift = delta * return_unit
-            self.outcomes += 1
-            self._sum += uplift
-            self._sumsq += uplift * uplift
-            return True
+        if delta is None or not math.isfinite(return_unit):
+            return False
+        self.evidence.realised(delta * return_unit)
+        return True
 
     def uplift(self) -> tuple[float, float]:
         """Mean realised uplift per decision and its standard error (inf with fewer than 2 outcomes)."""
-        with self._lock:
-            return mean_and_error(self.outcomes, self._sum, self._sumsq)
-
-    def _uplift_too_low(self) -> tuple[bool, str]:
-        mean, se = self.uplift()
-        detail = f"uplift {mean:+.6f} +/- {se:.6f} over {self.outcomes} outcomes"
-        return mean + self.z * se < self.min_uplift, detail
+        return self.evidence.uplift()
 
     def verdict(self, now: float | None = None) -> Verdict | None:
         """Promote, roll back, or None while the evidence is still coming in."""
-        now = time.monotonic() if now is None else now
-        if self.fallbacks > self.max_fallback_rate * self.n:
-            return Verdict(
-                False, "fallback_rate", f"{self.fallbacks} model errors in {self.decisions} decisions"
-            )
-        if self.outcomes >= self.n:
-            low, detail = self._uplift_too_low()
-            return Verdict(not low, "uplift" if low else "uplift_ok", detail)
-        if self.decisions >= self.n and now - self.started >= self.timeout:
-            low, detail = self._uplift_too_low()
-            return Verdict(not low, "uplift" if low else "timeout", detail)
-        return None
+        return self.evidence.verdict(now)
 
     def state(self) -> str:
         """A one-line summary for heartbeats and logs."""
-        mean, _ = self.uplift()
-        counts = f"decisions={self.decisions} fallbacks={self.fallbacks} outcomes={self.outcomes}"
-        return f"{counts} uplift={mean:+.6f}"
+        return self.evidence.state()

@@ -10,11 +10,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final
 
+from pydantic import Field
+
 from streams.config.simulator import SimulatorSettings
-from streams.errors import ConfigError
 
 __all__ = ["EPOCH_US", "SYMBOL_SPECS", "SimConfig", "SymbolSpec"]
 
@@ -46,41 +47,21 @@ SYMBOL_SPECS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SimConfig:
+class SimConfig(SimulatorSettings):
     """Everything that determines a simulated event stream. Equal configs give equal streams.
 
-    Attributes mirror :class:`streams.config.simulator.SimulatorSettings`; ``seed`` picks the
-    random paths and ``start_us`` the event time of the first instant.
+    The settings section's knobs, with their bounds (it derives from
+    :class:`streams.config.simulator.SimulatorSettings`), plus ``seed``, which picks the random
+    paths, and ``start_us``, the event time of the first instant.
     """
 
-    seed: int = 1
-    symbols: int = 4
-    strategies_per_family: int = 2
-    trades_per_signal: int = 8
-    holding_seconds: float = 120.0
-    portfolio: str = "main"
-    trades_per_second: float = 2.0
-    notional: float = 10_000.0
-    fee_bps: float = 1.0
-    news_interval_seconds: float = 900.0
-    start_us: int = EPOCH_US
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"simulator seed must be >= 0, got {self.seed}")
-        if self.symbols < 1 or self.strategies_per_family < 1 or self.trades_per_signal < 1:
-            raise ConfigError("simulator needs >= 1 symbol, strategy per family and trade per signal")
-        if min(self.holding_seconds, self.trades_per_second, self.notional, self.news_interval_seconds) <= 0:
-            raise ConfigError("simulator holding time, trade rate, notional and news interval must be > 0")
-        if self.fee_bps < 0:
-            raise ConfigError(f"simulator fee must be >= 0 bps, got {self.fee_bps}")
+    seed: int = Field(default=1, ge=0, description="the random paths; the same seed gives the same stream")
+    start_us: int = Field(default=EPOCH_US, description="event time of the first instant, microseconds")
 
     @classmethod
     def from_settings(cls, section: SimulatorSettings, seed: int = 1) -> SimConfig:
         """A config with the settings section's knobs and ``seed``."""
-        names = {f.name for f in fields(cls)}
-        return cls(seed=seed, **{k: v for k, v in section.model_dump().items() if k in names})
+        return cls(seed=seed, **section.model_dump())
 
     def symbol_specs(self) -> list[SymbolSpec]:
         """The instruments of this run: the built-in list, then generated ones past its end."""

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 import pytest
+from pydantic import ValidationError
 
 from streams.avro.codec import Codec
 from streams.config.simulator import SimulatorSettings
@@ -156,10 +157,13 @@ def test_config_from_settings_and_validation() -> None:
     assert (cfg.seed, cfg.symbols, cfg.portfolio, cfg.holding_seconds) == (4, 6, "alt", 60.0)
     signal = next(e.record for e in Simulator(cfg).events(200) if e.topic == SIGNALS)
     assert signal["portfolio"] == "alt"
-    with pytest.raises(ConfigError):
+    # The settings section's bounds hold for a config built directly too.
+    with pytest.raises(ValidationError, match="holding_seconds"):
         SimConfig(holding_seconds=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValidationError, match="seed"):
         SimConfig(seed=-1)
+    with pytest.raises(ValidationError, match="symbols"):
+        SimConfig(symbols=65)
 
 
 def test_parse_speed() -> None:
