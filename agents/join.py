@@ -212,16 +212,21 @@ class Joiner:
             out.results["redelivered"] += 1
             return
         if entry.sig_event is not None:
-            same = entry.sig_event == signal["event_id"]
-            reason, stage = (DUPLICATE, STAGE_DEDUP) if same else (DUPLICATE_SIGNAL, STAGE_JOIN)
-            out.dead.append(event.reject(self.codec, stage, reason, f"signal {entry.signal_id} already received"))
-            out.results["duplicate"] += 1
+            self._reject_second(event, entry.sig_event, DUPLICATE_SIGNAL, f"signal {entry.signal_id}", out)
             return
         entry.signal, entry.sig_src, entry.sig_event = signal, event.src, signal["event_id"]
         entry.arrived_wall = now
         self._dirty.add(entry.signal_id)
         self._waiting[signal["symbol"]].add(entry.signal_id)
         self._advance(entry, now, out)
+
+    def _reject_second(self, event: Event, first_id: str, conflict: str, what: str, out: JoinBatch) -> None:
+        """Dead-letter a second signal or outcome for an entry: a redelivered copy (same event id) is
+        a duplicate; a different event under the same signal id is a conflict."""
+        same = first_id == event.record["event_id"]
+        reason, stage = (DUPLICATE, STAGE_DEDUP) if same else (conflict, STAGE_JOIN)
+        out.dead.append(event.reject(self.codec, stage, reason, f"{what} already received"))
+        out.results["duplicate"] += 1
 
     def _on_outcome(self, event: Event, now: int, out: JoinBatch) -> None:
         outcome = event.record
@@ -235,10 +240,9 @@ class Joiner:
             out.results["redelivered"] += 1
             return
         if entry.out_event is not None:
-            same = entry.out_event == outcome["event_id"]
-            reason, stage = (DUPLICATE, STAGE_DEDUP) if same else (DUPLICATE_OUTCOME, STAGE_JOIN)
-            out.dead.append(event.reject(self.codec, stage, reason, f"outcome of {entry.signal_id} already received"))
-            out.results["duplicate"] += 1
+            self._reject_second(
+                event, entry.out_event, DUPLICATE_OUTCOME, f"outcome of {entry.signal_id}", out
+            )
             return
         entry.outcome, entry.out_src, entry.out_event = outcome, event.src, outcome["event_id"]
         entry.out_wm = clock.wm_out

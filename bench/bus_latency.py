@@ -51,6 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference, bench
 
 from agents.inference.rollout import RolloutWatcher
+from bench._cluster import add_bootstrap_option, cluster
 from bench._report import report
 from streams.clock import new_event_id, now_us
 from streams.kafka.admin import create_topics
@@ -58,9 +59,9 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.sdk import DECISION_READER_CONFIG, REQUEST_PRODUCER_CONFIG, EngineClient, SizingDecision
-from streams.serving.follow import poll_now
 from streams.settings import Settings
 from streams.topics import SIZING_REQUESTS, TopicSpec
+from tests.kit.components import component_env, spawn
 from tests.kit.inference.harness import ENGINE_VALUES, publish, request_record
 from tests.kit.inference.model_factory import sizer_update
 
@@ -89,7 +90,7 @@ class BarePath:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for message in poll_now(self.consumer, 1000, 0.01):
+            for message in self.consumer.poll_batch(1000, 0.01):
                 self.arrived.setdefault((message.key() or b"").decode(), time.perf_counter())
 
     def send(self, key: str, sent: dict[str, float]) -> None:
@@ -220,20 +221,12 @@ def interleaved(
 
 
 def start_worker(settings: Settings, log_dir: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TRADELOOP_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "TRADELOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "TRADELOOP_METRICS_ENABLED": "false",
-        "TRADELOOP_LOG_LEVEL": "WARNING",
-        "TRADELOOP_INFERENCE__CANARY_SHARE": "0",
-        "TRADELOOP_INFERENCE__SIZING_PARTITIONS": str(settings.inference.sizing_partitions),
-        "TRADELOOP_INFERENCE__REQUEST_FETCH_WAIT_MS": str(settings.inference.request_fetch_wait_ms),
-    }
-    log = (log_dir / "worker.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "agents.inference.worker"], env=env, stdout=log, stderr=log
-    )
+    env = component_env(
+        settings, TRADELOOP_LOG_LEVEL="WARNING", TRADELOOP_INFERENCE__CANARY_SHARE="0",
+        TRADELOOP_INFERENCE__SIZING_PARTITIONS=str(settings.inference.sizing_partitions),
+        TRADELOOP_INFERENCE__REQUEST_FETCH_WAIT_MS=str(settings.inference.request_fetch_wait_ms),
+    )  # fmt: skip
+    return spawn(["infer"], env, log_dir / "worker.log")
 
 
 def percentile(values: Any, q: float) -> float:
@@ -388,6 +381,7 @@ def main() -> None:
         "--relay-process", nargs=3, metavar=("BOOTSTRAP", "SOURCE", "TARGET"), help=argparse.SUPPRESS
     )
     parser.add_argument("--repro", action="store_true", help="only run the plain-client Tansu reproduction")
+    add_bootstrap_option(parser)
     args = parser.parse_args()
     if args.relay_process:
         relay_process(*args.relay_process)
@@ -405,14 +399,9 @@ def main() -> None:
         inference = settings.inference.model_copy(update={"sizing_partitions": args.partitions})
         return settings.model_copy(update={"inference": inference})
 
-    existing = os.environ.get("TRADELOOP_KAFKA_BOOTSTRAP")
-    if existing:
-        r = run(configured(existing), args.rate, args.seconds, args.window, None, args.relay)
-    else:
-        with EmbeddedBroker(port=free_port()) as broker:
-            r = run(
-                configured(broker.bootstrap), args.rate, args.seconds, args.window, broker.pid, args.relay
-            )
+    with cluster(args.bootstrap) as (bootstrap, broker):
+        pid = broker.pid if broker is not None else None
+        r = run(configured(bootstrap), args.rate, args.seconds, args.window, pid, args.relay)
     rows = [
         ("request -> decision p50 / p99 (ms)", f"{r['bus_p50_ms']:.2f} / {r['bus_p99_ms']:.2f}", ""),
         ("bare produce -> consume p50 / p99 (ms)", f"{r['bare_p50_ms']:.2f} / {r['bare_p99_ms']:.2f}", ""),

@@ -37,11 +37,11 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference, bench
 
+from bench._cluster import add_bootstrap_option, cluster
 from bench._report import report
 from streams.clock import new_event_id, now_us
 from streams.features import ENGINE_FEATURES, SIZER_SPEC, STREAM_FEATURES, build_state
 from streams.kafka.admin import create_topics
-from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.producer import EventProducer
 from streams.sdk import EngineClient
 from streams.serving.runtime import session_options
@@ -140,7 +140,9 @@ def run(settings: Settings, count: int, rate: float, swaps: int) -> dict[str, An
         model = sizer.core.store.slot("sizer").serving
         assert model is not None
         manifest = model.manifest
-        session = ort.InferenceSession(model.record["onnx"], session_options(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model.record["onnx"], session_options(), providers=["CPUExecutionProvider"]
+        )
         s0 = signals[0]
         state, _ = build_state(SIZER_SPEC, score=s0["score"], side=s0["side"], family="momentum",
                                engine_features=s0["features"], stream_values=None)  # fmt: skip
@@ -151,6 +153,7 @@ def run(settings: Settings, count: int, rate: float, swaps: int) -> dict[str, An
         for i in range(2000):  # warm-up of both
             size(i)
             session.run([manifest.output_name], {manifest.input_name: row})
+
         def bare_run(_: int) -> Any:
             return session.run([manifest.output_name], {manifest.input_name: row})
 
@@ -215,21 +218,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--count", type=int, default=20_000, help="size() calls timed (and as many bare runs)")
+    parser.add_argument(
+        "--count", type=int, default=20_000, help="size() calls timed (and as many bare runs)"
+    )
     parser.add_argument("--rate", type=float, default=2000.0, help="calls per second")
     parser.add_argument("--swaps", type=int, default=20, help="model versions published and timed")
+    add_bootstrap_option(parser)
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    existing = os.environ.get("TRADELOOP_KAFKA_BOOTSTRAP")
-    inference = {"canary_share": 0.0}
-    if existing:
-        settings = Settings(kafka_bootstrap=existing, topic_prefix=prefix, inference=inference)
+    with cluster(args.bootstrap) as (bootstrap, _):
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            topic_prefix=prefix,
+            inference={"canary_share": 0.0},
+            metrics_enabled=False,
+        )
         result = run(settings, args.count, args.rate, args.swaps)
-    else:
-        with EmbeddedBroker(port=free_port()) as broker:
-            settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, inference=inference,
-                                metrics_enabled=False)  # fmt: skip
-            result = run(settings, args.count, args.rate, args.swaps)
     r = result
     rows = [
         ("size() in the engine's thread, p50 / p99 (us)", f"{r['local_p50_us']:.1f} / {r['local_p99_us']:.1f}",

@@ -1,6 +1,6 @@
 """Model publish -> every inference worker serving it, with 4 running workers.
 
-Four workers run as separate processes (``python -m agents.inference.worker``), as in production.
+Four workers run as separate processes (``python -m tradeloop infer``), as in production.
 Each publish is a signed sizer update of a new version (models are exported and signed before the
 clock starts); the time runs from just before the produce call until this process has read, on
 the heartbeats topic, the acknowledgement of every worker that it serves the new version (a
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,29 +33,18 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.inference
 
 from agents.inference.rollout import RolloutWatcher
+from bench._cluster import add_bootstrap_option, cluster
 from streams.kafka.admin import create_topics
-from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
+from tests.kit.components import component_env, spawn
 from tests.kit.inference.model_factory import sizer_update
 
 
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "TRADELOOP_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "TRADELOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "TRADELOOP_METRICS_ENABLED": "false",
-        "TRADELOOP_LOG_LEVEL": "WARNING",
-        "TRADELOOP_INFERENCE__CANARY_SHARE": "0",
-    }
-    procs = []
-    for i in range(count):
-        log = (log_dir / f"worker-{i}.log").open("wb")
-        cmd = [sys.executable, "-m", "agents.inference.worker"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
-    return procs
+    env = component_env(settings, TRADELOOP_LOG_LEVEL="WARNING", TRADELOOP_INFERENCE__CANARY_SHARE="0")
+    return [spawn(["infer"], env, log_dir / f"worker-{i}.log") for i in range(count)]
 
 
 def run(settings: Settings, workers: int, publishes: int, gap: float, console: Console) -> dict[str, Any]:
@@ -112,17 +100,13 @@ def main() -> None:
     parser.add_argument(
         "--gap", type=float, default=0.3, help="seconds between an acknowledged swap and the next"
     )
+    add_bootstrap_option(parser)
     args = parser.parse_args()
     console = Console()
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    existing = os.environ.get("TRADELOOP_KAFKA_BOOTSTRAP")
-    if existing:
-        settings = Settings(kafka_bootstrap=existing, topic_prefix=prefix)
+    with cluster(args.bootstrap) as (bootstrap, _):
+        settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
         results = run(settings, args.workers, args.publishes, args.gap, console)
-    else:
-        with EmbeddedBroker(port=free_port()) as broker:
-            settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix)
-            results = run(settings, args.workers, args.publishes, args.gap, console)
     table = Table("measure", "value", "target", title=f"model propagation to {args.workers} workers")
     table.add_row("p50 (s)", f"{results['propagation_p50_s']:.3f}", "")
     table.add_row("p99 (s)", f"{results['propagation_p99_s']:.3f}", "<= 1")

@@ -43,7 +43,7 @@ from typing import Any
 
 from agents.inference.weights import target_weights
 from streams.config.inference import InferenceSettings
-from streams.serving.canary import Evidence, Judge, Verdict
+from streams.serving.canary import Evidence, Judge, JudgedOnEvidence
 from streams.serving.model_store import CanaryFactory
 from streams.serving.runtime import LoadedModel
 
@@ -79,7 +79,7 @@ def realised_uplift(
     return total
 
 
-class AllocatorCanary:
+class AllocatorCanary(JudgedOnEvidence):
     """Live evidence about a candidate allocator against the serving one. Thread-safe."""
 
     def __init__(
@@ -101,18 +101,6 @@ class AllocatorCanary:
         )  # fmt: skip
         self._pending: dict[str, _Decision] = {}
         self._lock = threading.Lock()
-
-    @property
-    def decisions(self) -> int:
-        return self.evidence.decisions
-
-    @property
-    def fallbacks(self) -> int:
-        return self.evidence.fallbacks
-
-    @property
-    def outcomes(self) -> int:
-        return self.evidence.outcomes
 
     def observe(self, period: Mapping[str, Any]) -> float | None:
         """Judge the decision ``period`` realises, then decide on it; returns the uplift it realised."""
@@ -139,18 +127,6 @@ class AllocatorCanary:
             return  # both would publish equal weights: nothing to learn from this portfolio
         self.evidence.decided(1, 1 if candidate_fallback is not None else 0)
         self._pending[portfolio] = _Decision(period["ts"], candidate, incumbent)
-
-    def uplift(self) -> tuple[float, float]:
-        """Mean realised uplift per judged period and its standard error (inf below 2 periods)."""
-        return self.evidence.uplift()
-
-    def verdict(self, now: float | None = None) -> Verdict | None:
-        """Promote, roll back, or None while the evidence is still coming in."""
-        return self.evidence.verdict(now)
-
-    def state(self) -> str:
-        """A one-line summary for heartbeats and logs."""
-        return self.evidence.state()
 
 
 def allocator_canary(settings: InferenceSettings) -> CanaryFactory:

@@ -22,8 +22,8 @@ from confluent_kafka import TopicPartition
 from streams.clock import new_event_id, now_us
 from streams.errors import TradeloopError
 from streams.kafka.consumer import EventConsumer
+from streams.kafka.metadata import require_partitions
 from streams.serving.constants import COMPONENT
-from streams.serving.follow import poll_now
 from streams.serving.verify import KNOWN_MODELS
 from streams.settings import Settings
 from streams.topics import HEARTBEATS
@@ -51,7 +51,7 @@ class RolloutWatcher:
     def poll(self, timeout: float = 0.05) -> int:
         """Read what has arrived; returns the number of inference heartbeats read."""
         count = 0
-        for message in poll_now(self._consumer, 1000, timeout):
+        for message in self._consumer.poll_batch(1000, timeout):
             try:
                 record = self._consumer.decode(message)
             except TradeloopError:
@@ -69,7 +69,7 @@ class RolloutWatcher:
         """Read until every partition's end as of now, or until ``timeout``."""
         raw = self._consumer.raw
         full = self.settings.topic(HEARTBEATS)
-        partitions = raw.list_topics(full, timeout=timeout).topics[full].partitions
+        partitions = require_partitions(raw, full, timeout)
         ends = {p: raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)[1] for p in partitions}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

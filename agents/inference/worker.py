@@ -46,7 +46,6 @@ from streams.lifetime import StopDeadline, on_stop_signals
 from streams.metrics import serve_metrics
 from streams.serving.constants import ALLOCATOR, COMPONENT, SIZER
 from streams.serving.core import ServingCore
-from streams.serving.follow import poll_now
 from streams.serving.model_store import sizer_canary
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, SIZING_DECISIONS, SIZING_REQUESTS, STRATEGY_WEIGHTS
@@ -256,7 +255,7 @@ class InferenceWorker:
         next_commit = time.monotonic() + conf.commit_interval_seconds
         try:
             while not self._stop.is_set():
-                messages = poll_now(consumer, conf.max_batch, 0.05)
+                messages = consumer.poll_batch(conf.max_batch, 0.05)
                 now = time.monotonic()
                 if messages:
                     self._serve(consumer, messages, time.perf_counter_ns())

@@ -45,7 +45,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Which Kafka clients talk to the bundled Tansu 0.6 (README, "The embedded broker").
 CLIENT_NOTE = (
     "clients known to work: confluent-kafka 2.16 (librdkafka 2.16), aiokafka, kafkajs 2; "
-    "librdkafka 2.0.2 (e.g. Debian 12's kcat 1.7.1) fails ApiVersions here (\"Read underflow\")"
+    'librdkafka 2.0.2 (e.g. Debian 12\'s kcat 1.7.1) fails ApiVersions here ("Read underflow")'
 )
 
 INSTALL_HINT = (

@@ -15,8 +15,8 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from streams.avro.batches import to_rows
 from streams.avro.codec import Codec
-from streams.errors import BrokerError
 from streams.kafka.config import consumer_config
+from streams.kafka.metadata import require_partitions
 from streams.settings import Settings
 
 __all__ = ["EventConsumer"]
@@ -63,19 +63,24 @@ class EventConsumer:
         assignment: list[TopicPartition] = []
         for topic in topics:
             full = self._full(topic)
-            meta = self._consumer.list_topics(full, timeout=timeout).topics.get(full)
-            if meta is None or meta.error is not None or not meta.partitions:
-                raise BrokerError(f"topic {full} not found; run `tradeloop topics create`")
-            assignment.extend(TopicPartition(full, p, offset) for p in meta.partitions)
+            assignment.extend(
+                TopicPartition(full, p, offset) for p in require_partitions(self._consumer, full, timeout)
+            )
         self._consumer.assign(assignment)
         return len(assignment)
 
     def poll_batch(self, max_messages: int = 500, timeout: float = 0.5) -> list[Message]:
-        """Up to ``max_messages`` messages; transport errors are logged, not returned."""
-        # consume(n, timeout) waits out the whole timeout while fewer than n are queued; wait only
-        # for the first message, then take whatever else is already there.
+        """Up to ``max_messages`` messages, returned as soon as one has arrived.
+
+        Transport errors are logged, not returned.
+        """
+        # consume(n, timeout) waits out the whole timeout while fewer than n are queued, which adds
+        # the timeout to every message's latency; wait only for the first message, then take
+        # whatever else is already there.
         first = self._consumer.poll(timeout)
-        messages = [] if first is None else [first, *self._consumer.consume(max_messages - 1, 0)]
+        if first is None:
+            return []
+        messages = [first, *self._consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
         good = []
         for message in messages:
             error = message.error()

@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.errors import BrokerError
 from streams.kafka.config import consumer_config
+from streams.kafka.metadata import partition_ids
 from streams.settings import Settings
 
 __all__ = ["OffsetReader"]
@@ -31,13 +32,7 @@ class OffsetReader:
         cached = self._partitions.get(topic)
         if cached:
             return cached
-        full = self.settings.topic(topic)
-        try:
-            meta = self._consumer.list_topics(full, timeout=timeout).topics.get(full)
-        except KafkaException as exc:
-            raise BrokerError(f"metadata unavailable from {self.settings.bootstrap}: {exc.args[0]}") from exc
-        ids = sorted(meta.partitions) if meta is not None and meta.error is None else []
-        self._partitions[topic] = ids
+        ids = self._partitions[topic] = partition_ids(self._consumer, self.settings.topic(topic), timeout)
         return ids
 
     def end_offsets(self, topic: str, timeout: float = 5.0) -> dict[int, int]:

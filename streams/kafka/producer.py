@@ -20,8 +20,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.avro.codec import Codec
-from streams.errors import BrokerError, DeliveryError
+from streams.errors import DeliveryError
 from streams.kafka.config import producer_config
+from streams.kafka.metadata import require_partitions
 from streams.settings import Settings
 
 __all__ = ["DeliveryCallback", "EventProducer"]
@@ -186,16 +187,8 @@ class EventProducer:
         cached = self._partition_counts.get(topic)
         if cached is not None:
             return cached
-        full = self.settings.topic(topic)
-        try:
-            meta = self._producer.list_topics(full, timeout=timeout).topics.get(full)
-        except KafkaException as exc:
-            raise BrokerError(f"no metadata for {full} from {self.settings.bootstrap}: {exc}") from exc
-        if meta is None or meta.error is not None or not meta.partitions:
-            why = meta.error if meta is not None and meta.error is not None else "no partitions"
-            raise BrokerError(f"topic {full} is not usable at {self.settings.bootstrap} ({why}); "
-                              "create it with `tradeloop topics create`")  # fmt: skip
-        count = self._partition_counts[topic] = len(meta.partitions)
+        ids = require_partitions(self._producer, self.settings.topic(topic), timeout)
+        count = self._partition_counts[topic] = len(ids)
         return count
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from streams.config.inference import InferenceSettings
 
-__all__ = ["Canary", "Evidence", "Judge", "Verdict", "mean_and_error", "routed_to_canary"]
+__all__ = ["Canary", "Evidence", "Judge", "JudgedOnEvidence", "Verdict", "mean_and_error", "routed_to_canary"]
 
 _BUCKETS = 10_000
 
@@ -163,7 +163,9 @@ class Evidence:
         """Promote, roll back, or None while the evidence is still coming in."""
         now = time.monotonic() if now is None else now
         if self.fallbacks > self.max_fallback_rate * self.n:
-            return Verdict(False, "fallback_rate", f"{self.fallbacks} fallbacks in {self.decisions} decisions")
+            return Verdict(
+                False, "fallback_rate", f"{self.fallbacks} fallbacks in {self.decisions} decisions"
+            )
         if self.outcomes >= self.n:
             low, detail = self._uplift_too_low()
             return Verdict(not low, "uplift" if low else "uplift_ok", detail)
@@ -179,7 +181,37 @@ class Evidence:
         return f"{counts} uplift={mean:+.6f}"
 
 
-class Canary:
+class JudgedOnEvidence:
+    """What every canary reports and decides, read from its :class:`Evidence`."""
+
+    evidence: Evidence
+
+    @property
+    def decisions(self) -> int:
+        return self.evidence.decisions
+
+    @property
+    def fallbacks(self) -> int:
+        return self.evidence.fallbacks
+
+    @property
+    def outcomes(self) -> int:
+        return self.evidence.outcomes
+
+    def uplift(self) -> tuple[float, float]:
+        """Mean realised uplift per judged decision and its standard error (inf below 2 outcomes)."""
+        return self.evidence.uplift()
+
+    def verdict(self, now: float | None = None) -> Verdict | None:
+        """Promote, roll back, or None while the evidence is still coming in."""
+        return self.evidence.verdict(now)
+
+    def state(self) -> str:
+        """A one-line summary for heartbeats and logs."""
+        return self.evidence.state()
+
+
+class Canary(JudgedOnEvidence):
     """Live evidence about one candidate sizer against its incumbent. Thread-safe.
 
     ``candidate`` and ``incumbent`` are the loaded models (any objects; only kept and returned).
@@ -201,18 +233,6 @@ class Canary:
         )  # fmt: skip
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
-
-    @property
-    def decisions(self) -> int:
-        return self.evidence.decisions
-
-    @property
-    def fallbacks(self) -> int:
-        return self.evidence.fallbacks
-
-    @property
-    def outcomes(self) -> int:
-        return self.evidence.outcomes
 
     def record(
         self,
@@ -237,15 +257,3 @@ class Canary:
             return False
         self.evidence.realised(delta * return_unit)
         return True
-
-    def uplift(self) -> tuple[float, float]:
-        """Mean realised uplift per decision and its standard error (inf with fewer than 2 outcomes)."""
-        return self.evidence.uplift()
-
-    def verdict(self, now: float | None = None) -> Verdict | None:
-        """Promote, roll back, or None while the evidence is still coming in."""
-        return self.evidence.verdict(now)
-
-    def state(self) -> str:
-        """A one-line summary for heartbeats and logs."""
-        return self.evidence.state()

@@ -39,7 +39,7 @@ from streams.kafka.producer import EventProducer
 from streams.serving.canary import Canary
 from streams.serving.constants import SIZER
 from streams.serving.control import ControlState
-from streams.serving.follow import ControlReader, DeadLetters, assign_tail, poll_now
+from streams.serving.follow import ControlReader, DeadLetters, assign_tail
 from streams.serving.metrics import WorkerMetrics
 from streams.serving.model_store import CanaryFactory, ModelStore
 from streams.serving.observation import FeatureCache
@@ -174,7 +174,7 @@ class ServingCore:
         with self.consumer("data", self.settings.inference.data_fetch_wait_ms) as consumer:
             assign_tail(consumer, tails)
             while not stop.is_set():
-                for message in poll_now(consumer, _DATA_POLL_MAX, 0.05):
+                for message in consumer.poll_batch(_DATA_POLL_MAX, 0.05):
                     self._data(consumer, message, other)
                 if self.settle(time.monotonic()):
                     on_change()

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from streams.clock import now_us
 from streams.deadletter import STAGE_INFERENCE, DeadLetter
 from streams.errors import SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
+from streams.kafka.metadata import require_partitions
 from streams.kafka.producer import DeliveryCallback, EventProducer
 from streams.serving.constants import SERVE, SHADOW
 from streams.serving.control import FREEZE_UPDATES, UNFREEZE_UPDATES, ControlState
@@ -40,33 +41,10 @@ __all__ = [
     "apply_history",
     "assign_tail",
     "end_offsets",
-    "poll_now",
     "replay_history",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def poll_now(consumer: EventConsumer, max_messages: int, timeout: float) -> list[Message]:
-    """Up to ``max_messages`` messages, returned as soon as one has arrived.
-
-    ``Consumer.consume(n, timeout)`` waits the whole timeout unless ``n`` messages arrive, which
-    adds the timeout to every message's latency; ``poll`` returns with the first message, and a
-    ``consume(n - 1, 0)`` then drains what is already queued without waiting.
-    """
-    raw = consumer.raw
-    first = raw.poll(timeout)
-    if first is None:
-        return []
-    messages = [first, *raw.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
-    good = []
-    for message in messages:
-        error = message.error()
-        if error is None:
-            good.append(message)
-        elif error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", error)
-    return good
 
 
 class DeadLetters:
@@ -77,7 +55,9 @@ class DeadLetters:
         self.worker_id = worker_id
         self.metrics = metrics
 
-    def send(self, message: Message, error: SchemaDecodeError, on_delivery: DeliveryCallback | None = None) -> None:
+    def send(
+        self, message: Message, error: SchemaDecodeError, on_delivery: DeliveryCallback | None = None
+    ) -> None:
         letter = DeadLetter.of(message, STAGE_INFERENCE, error.reason, str(error), raw=error.raw)
         self.producer.send(DEAD_LETTER, letter.key, letter.record(self.worker_id, now_us()), on_delivery)
         self.metrics.dead_letter(error.reason)
@@ -94,7 +74,7 @@ def end_offsets(
     ends = {}
     for topic in topics:
         full = consumer.settings.topic(topic)
-        for p in raw.list_topics(full, timeout=timeout).topics[full].partitions:
+        for p in require_partitions(raw, full, timeout):
             ends[(full, p)] = raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)[1]
     return ends
 
@@ -105,7 +85,7 @@ def assign_tail(consumer: EventConsumer, tails: Mapping[str, int | None], timeou
     raw = consumer.raw
     for topic, tail in tails.items():
         full = consumer.settings.topic(topic)
-        for p in raw.list_topics(full, timeout=timeout).topics[full].partitions:
+        for p in require_partitions(raw, full, timeout):
             low, high = raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)
             start = high if tail is None else max(low, high - tail)
             assignment.append(TopicPartition(full, p, start))
@@ -223,7 +203,7 @@ class ControlReader:
 
     def poll(self, timeout: float) -> None:
         """Apply what arrived live."""
-        for message in poll_now(self.consumer, 100, timeout):
+        for message in self.consumer.poll_batch(100, timeout):
             decoded = self._decode(message)
             if decoded is None:
                 continue

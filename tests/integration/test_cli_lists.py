@@ -5,37 +5,26 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from streams.heartbeat import Heartbeater
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS
-from tradeloop.commands import infer, topics
+from tests.kit.cli_apps import cli_app
+from tradeloop.commands import infer as infer_command
+from tradeloop.commands import topics as topics_command
 
 pytestmark = pytest.mark.integration
 
 
-def _app(settings: Settings) -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = settings
-
-    topics.register(app)
-    infer.register(app)
-    return app
-
-
 def test_topics_list_json(settings: Settings) -> None:
     runner = CliRunner()
-    missing = runner.invoke(_app(settings), ["topics", "list", "--json"])
+    missing = runner.invoke(cli_app(settings, topics_command), ["topics", "list", "--json"])
     assert missing.exit_code == 1  # nothing created under this prefix yet
     assert not any(t["exists"] for t in json.loads(missing.stdout)["topics"])
-    assert runner.invoke(_app(settings), ["topics", "create"]).exit_code == 0
-    result = runner.invoke(_app(settings), ["topics", "list", "--json"])
+    assert runner.invoke(cli_app(settings, topics_command), ["topics", "create"]).exit_code == 0
+    result = runner.invoke(cli_app(settings, topics_command), ["topics", "list", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["bootstrap"] == settings.bootstrap
@@ -51,7 +40,9 @@ def test_control_versions_json(topics: Settings) -> None:
     beat.start()
     producer.flush(10.0)  # on the topic before the command reads it
     try:
-        result = CliRunner().invoke(_app(topics), ["control", "versions", "--json", "--timeout", "5"])
+        result = CliRunner().invoke(
+            cli_app(topics, infer_command), ["control", "versions", "--json", "--timeout", "5"]
+        )
     finally:
         beat.stop()
     assert result.exit_code == 0, result.output

@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import EXPERIENCES
 from tests.kit.components import component_env, spawn, wait_until
-from tests.kit.trainers.records import bandit_records, make_record
+from tests.kit.trainers.records import bandit_records, make_record, produce_experiences
 from tradeloop.ops.status_collect import BusReader
 from trainers.registry import ModelRegistry
 from trainers.run.state import RunDir
@@ -40,21 +39,6 @@ TINY = {
     "GATE_MARGIN": "-100", "CHECK_INTERVAL_SECONDS": "0.3", "BOOTSTRAP_SAMPLES": "200",
 }  # fmt: skip
 FIRST, LATE, REDELIVERED, CENSORED = 1000, 300, 50, 30  # experiences before, during the run, again
-
-
-def produce(settings: Settings, records: list[dict[str, Any]], ends: dict[int, int]) -> None:
-    """Produce and wait for the acks; ``ends`` gets the end offset per partition from them.
-
-    (Tansu 0.6 reports too-low end offsets for multi-record batches, docs/trainer.md: the acks are exact.)
-    """
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is None:
-            ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
-
-    with EventProducer(settings, "test-engine") as producer:
-        for record in records:
-            producer.send(EXPERIENCES, record["signal_id"], record, on_delivery=delivered)
 
 
 def current_run(settings: Settings) -> dict[str, Any] | None:
@@ -91,7 +75,7 @@ def test_sigkill_mid_training_resumes_the_run_and_stores_every_experience_once(
     ends: dict[int, int] = {}
     records, _ = bandit_records(FIRST)
     censored = [make_record(50_000 + i, status="CENSORED") for i in range(CENSORED)]
-    produce(settings, records + censored, ends)
+    produce_experiences(settings, records + censored, ends=ends)
 
     log_a = tmp_path / "trainer-a.log"
     first = spawn(["trainer"], env, log_a)
@@ -104,7 +88,7 @@ def test_sigkill_mid_training_resumes_the_run_and_stores_every_experience_once(
             make_record(FIRST + i, ret=r["return_unit"], state=r["state"])
             for i, r in enumerate(bandit_records(LATE, seed=1)[0])
         ]
-        produce(settings, late + records[:REDELIVERED], ends)
+        produce_experiences(settings, late + records[:REDELIVERED], ends=ends)
         assert wait_until(lambda: (current_run(settings) or {}).get("iterations_done", 0) >= 2, 60, 0.05)
         os.killpg(first.pid, signal.SIGKILL)  # the whole session: the driver and its Ray processes
         first.wait(10)

@@ -10,7 +10,6 @@ from agents.inference.rollout import RolloutWatcher
 from streams.clock import new_event_id
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
-from streams.serving.follow import poll_now
 from streams.serving.metrics import CANARY_ROLLBACKS
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, STRATEGY_WEIGHTS
@@ -47,7 +46,7 @@ class WeightsReader:
         self.records: list[dict[str, Any]] = []
 
     def versions(self) -> set[str | None]:
-        self.records += [self.consumer.decode(m) for m in poll_now(self.consumer, 1000, 0.05)]
+        self.records += [self.consumer.decode(m) for m in self.consumer.poll_batch(1000, 0.05)]
         return {r["model_version"] for r in self.records}
 
     def close(self) -> None:

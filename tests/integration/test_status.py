@@ -20,11 +20,11 @@ from streams.kafka.offsets import OffsetReader
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, HEARTBEATS, TRADES
+from tests.kit.bus import wait_for_beats
 from tests.kit.cli_apps import status_app
 from tradeloop.commands import status as status_command
 from tradeloop.ops.health import HealthMonitor, run_health_monitor
 from tradeloop.ops.status import CONSUMERS
-from tradeloop.ops.status_collect import BusReader
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +38,6 @@ def produce_trades(settings: Settings, count: int, start: int = 0) -> None:
     with EventProducer(settings, "test-engine") as producer:
         for i in range(start, start + count):
             producer.send(TRADES, "BTC", trade(i))
-
-
-def wait_for_beats(settings: Settings, *idents: str, timeout: float = 15.0) -> None:
-    """Until the heartbeats of ``idents`` are readable (a new producer's first send takes a moment)."""
-    deadline = time.monotonic() + timeout
-    with BusReader(settings) as bus:
-        while not set(idents) <= set(bus.read_state().beats):
-            assert time.monotonic() < deadline, f"no heartbeat of {idents}"
-            time.sleep(0.2)
 
 
 def run_status(settings: Settings, *args: str) -> tuple[int, dict]:

@@ -16,25 +16,16 @@ from streams.heartbeat import Heartbeater
 from streams.kafka.broker import free_port
 from streams.manifest import Manifest, onnx_digest, sign_manifest
 from streams.settings import Settings
+from tests.kit.bus import wait_for_beats
 from tradeloop.commands import health as health_command
 from tradeloop.ops.actions import default_actions, restart_child
 from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, HealthMonitor
 from tradeloop.ops.status import MODEL_INTEGRITY, Problem
-from tradeloop.ops.status_collect import BusReader
 from tradeloop.ops.supervisor import Supervisor
 from trainers.errors import RegistryError
 from trainers.registry import ModelRegistry, promote
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for_beats(settings: Settings, *idents: str, timeout: float = 15.0) -> None:
-    """Until the heartbeats of ``idents`` are readable (a new producer's first send takes a moment)."""
-    deadline = time.monotonic() + timeout
-    with BusReader(settings) as bus:
-        while not set(idents) <= set(bus.read_state().beats):
-            assert time.monotonic() < deadline, f"no heartbeat of {idents}"
-            time.sleep(0.2)
 
 
 def store_version(settings: Settings, registry: ModelRegistry, version: str, onnx: bytes) -> None:

@@ -14,10 +14,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.avro.codec import Codec
-from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, EXPERIENCES
-from tests.kit.trainers.records import make_record
+from tests.kit.trainers.records import make_record, produce_experiences
 from trainers.store.ingest import Ingestor
 from trainers.store.replay import ReplayStore
 
@@ -32,27 +31,6 @@ def _stream() -> list[dict[str, Any]]:
     records += [make_record(i, status="CORRECTION", revision=1, ret=0.004) for i in range(280, 292)]
     records += [make_record(i, ret=0.001 * ((i % 11) - 5)) for i in range(0, 280, 7)]  # 40 re-deliveries
     return records
-
-
-def _produce(settings: Settings, records: list[dict[str, Any]], garbage: int = 0) -> dict[int, int]:
-    """Produce; returns the end offset per partition from the delivery reports.
-
-    Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1 (too low for
-    multi-record batches; docs/trainer.md has the plain-client reproduction), so the tests take the
-    end offsets from what the broker acknowledged instead.
-    """
-    ends: dict[int, int] = {}
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is None:
-            ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
-
-    with EventProducer(settings, "test-engine") as producer:
-        for record in records:
-            producer.send(EXPERIENCES, record["signal_id"], record, on_delivery=delivered)
-        for i in range(garbage):
-            producer.send_raw(EXPERIENCES, f"bad-{i}", b"not avro at all", on_delivery=delivered)
-    return ends
 
 
 def _assert_complete(settings: Settings, ends: dict[int, int]) -> None:
@@ -75,7 +53,7 @@ class _CrashBeforeCommit(Ingestor):
 
 
 def test_restart_mid_stream_loses_and_duplicates_nothing(topics: Settings) -> None:
-    ends = _produce(topics, _stream(), garbage=2)
+    ends = produce_experiences(topics, _stream(), garbage=2)
     with ReplayStore.open(topics.data_dir) as store:
         first = _CrashBeforeCommit(topics, store, "trainer-a")
         first.start()
@@ -111,9 +89,9 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(topics: Settings) -> No
 
 
 def test_dead_letters_carry_bad_bytes_with_a_reason(topics: Settings) -> None:
-    _produce(topics, [make_record(1)], garbage=1)
+    produce_experiences(topics, [make_record(1)], garbage=1)
     bad_state = {**make_record(2), "state": [1.0, 2.0]}
-    _produce(topics, [bad_state])
+    produce_experiences(topics, [bad_state])
     with ReplayStore.open(topics.data_dir) as store:
         ingestor = Ingestor(topics, store, "trainer-dl")
         ingestor.start()
@@ -155,7 +133,7 @@ while True:
 
 @pytest.mark.faults
 def test_sigkill_during_ingestion_loses_and_duplicates_nothing(topics: Settings) -> None:
-    ends = _produce(topics, _stream())
+    ends = produce_experiences(topics, _stream())
     env = {
         **os.environ,
         "TRADELOOP_KAFKA_BOOTSTRAP": topics.bootstrap,

@@ -15,6 +15,7 @@ from streams.avro.batches import to_rows
 from streams.avro.codec import Codec
 from streams.settings import Settings
 from streams.topics import MODEL_UPDATES
+from tradeloop.ops.status_collect import BusReader
 
 __all__ = ["BusEvent", "events_in", "read_events", "read_messages", "read_updates"]
 
@@ -38,7 +39,9 @@ def read_messages(
     result are exact rather than "at least".
     """
     full = settings.topic(topic)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": settings.bootstrap, "group.id": "reader", "enable.auto.commit": False}
+    )
     try:
         partitions = consumer.list_topics(full, timeout=10).topics[full].partitions
         consumer.assign([TopicPartition(full, p, 0) for p in partitions])
@@ -96,3 +99,12 @@ def read_updates(
     consumer.close()
     found.sort(key=lambda m: (m.partition(), m.offset()))
     return [(m.key(), Codec().decode(MODEL_UPDATES, m.value())) for m in found]
+
+
+def wait_for_beats(settings: Settings, *idents: str, timeout: float = 15.0) -> None:
+    """Until the heartbeats of ``idents`` are readable (a new producer's first send takes a moment)."""
+    deadline = time.monotonic() + timeout
+    with BusReader(settings) as bus:
+        while not set(idents) <= set(bus.read_state().beats):
+            assert time.monotonic() < deadline, f"no heartbeat of {idents}"
+            time.sleep(0.2)

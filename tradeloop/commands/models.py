@@ -26,7 +26,7 @@ from streams.errors import TradeloopError
 from streams.settings import Settings
 from tradeloop.ui.output import echo_json
 from trainers.allocator.history import latest_per_portfolio, read_history, read_published_weights
-from trainers.registry import ModelRegistry, promote, rollback
+from trainers.registry import ModelRegistry, StoredModel, promote, rollback
 
 __all__ = ["register"]
 
@@ -40,6 +40,16 @@ ALLOCATOR = "allocator"
 
 def _registry(settings: Settings, name: str) -> ModelRegistry:
     return ModelRegistry(settings.data_dir, name=name, keep_versions=settings.trainer.keep_versions)
+
+
+def _load_chosen(settings: Settings, name: str, version: str) -> StoredModel:
+    """Version ``version`` of model ``name`` (``serving``: the one that serves), verified; exit 1 if none serves."""
+    registry = _registry(settings, name)
+    chosen = registry.serving_version if version == "serving" else version
+    if chosen is None:
+        Console().print("nothing serves yet")
+        raise typer.Exit(1)
+    return registry.load(chosen, settings.signing_key())
 
 
 def _list_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
@@ -114,12 +124,7 @@ def show(
     if name == ALLOCATOR and not report:
         _show_allocator(settings, version, topic, last, as_json)
         return
-    registry = _registry(settings, name)
-    chosen = registry.serving_version if version == "serving" else version
-    if chosen is None:
-        Console().print("nothing serves yet")
-        raise typer.Exit(1)
-    model = registry.load(chosen, settings.signing_key())
+    model = _load_chosen(settings, name, version)
     console = Console()
     console.print_json(model.manifest_json)
     stored = model.report()
@@ -246,12 +251,7 @@ def export(
 ) -> None:
     """Copy a version's ONNX model, manifest, signature and report to a directory."""
     settings: Settings = ctx.obj
-    registry = _registry(settings, name)
-    chosen = registry.serving_version if version == "serving" else version
-    if chosen is None:
-        Console().print("nothing serves yet")
-        raise typer.Exit(1)
-    model = registry.load(chosen, settings.signing_key())
+    model = _load_chosen(settings, name, version)
     out.mkdir(parents=True, exist_ok=True)
     for item in sorted(model.path.iterdir()):
         if item.is_file():

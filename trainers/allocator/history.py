@@ -29,6 +29,7 @@ from confluent_kafka import TopicPartition
 from streams.clock import now_us
 from streams.errors import SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
+from streams.kafka.metadata import partition_ids
 from streams.settings import Settings
 from streams.topics import STRATEGY_WEIGHTS
 
@@ -97,11 +98,8 @@ def read_published_weights(settings: Settings, tail: int = 500, timeout: float =
     records: list[dict[str, Any]] = []
     with EventConsumer(settings, "tradeloop-models-show", "tradeloop-models-show") as consumer:
         raw = consumer.raw
-        meta = raw.list_topics(full, timeout=timeout).topics.get(full)
-        if meta is None or meta.error is not None:
-            return []
         assignment = []
-        for p in meta.partitions:
+        for p in partition_ids(raw, full, timeout):
             low, high = raw.get_watermark_offsets(TopicPartition(full, p), timeout=timeout)
             # Tansu may report a high watermark below the true end: starting early only reads more.
             assignment.append(TopicPartition(full, p, max(low, high - tail)))

@@ -26,8 +26,9 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from streams.clock import now_us
 from streams.deadletter import STAGE_TRAINER_INGEST, DeadLetter
-from streams.errors import BrokerError, SchemaDecodeError
+from streams.errors import SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
+from streams.kafka.metadata import require_partitions
 from streams.kafka.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, DEAD_LETTER, EXPERIENCES
@@ -125,15 +126,11 @@ class Ingestor:
         Raises:
             BrokerError: the experiences topic does not exist.
         """
-        meta = self._consumer.raw.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise BrokerError(f"topic {self.topic} not found; run `tradeloop topics create`")
+        partitions = require_partitions(self._consumer.raw, self.topic, timeout)
         stored = self.store.offsets(self.topic)
-        assignment = [
-            TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in sorted(meta.partitions)
-        ]
+        assignment = [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
         self._consumer.raw.assign(assignment)
-        self._next = {p: stored.get(p, 0) for p in meta.partitions}
+        self._next = {p: stored.get(p, 0) for p in partitions}
         if stored:
             # Bring Kafka's commits up to what the store holds (a crash may have left them behind).
             self._commit({(self.topic, p): o for p, o in stored.items()})

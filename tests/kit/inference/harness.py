@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,9 +18,9 @@ from streams.features import ENGINE_FEATURES
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.serving.control import control_record
-from streams.serving.follow import poll_now
 from streams.settings import Settings
 from streams.topics import CONTROL, MODEL_UPDATES, OUTCOMES, SIZING_DECISIONS, SIZING_REQUESTS
+from tests.kit.components import wait_until
 
 __all__ = [
     "ENGINE_VALUES",
@@ -39,15 +39,6 @@ ENGINE_VALUES = {name: 0.1 * (i + 1) for i, name in enumerate(ENGINE_FEATURES)}
 def tuned(settings: Settings, **inference: Any) -> Settings:
     """``settings`` with some inference fields changed."""
     return settings.model_copy(update={"inference": settings.inference.model_copy(update=inference)})
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def publish(settings: Settings, record: Mapping[str, Any], key: str | None = None) -> None:
@@ -97,7 +88,7 @@ class Engine:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for message in poll_now(self.consumer, 1000, 0.02):
+            for message in self.consumer.poll_batch(1000, 0.02):
                 arrived = time.perf_counter()
                 record = self.consumer.decode(message)
                 if record["client_id"] != self.client_id:

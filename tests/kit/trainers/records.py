@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 from streams.features import SIZER_SPEC
+from streams.kafka.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import EXPERIENCES
 
 __all__ = ["MakeRecord", "bandit_records", "make_record"]
 
@@ -67,3 +70,26 @@ def bandit_records(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], np.ndar
     rets = mean + 0.004 * rng.normal(size=n)
     records = [make_record(i, ret=float(rets[i]), state=states[i].tolist()) for i in range(n)]
     return records, mean
+
+
+def produce_experiences(
+    settings: Settings, records: list[dict[str, Any]], garbage: int = 0, ends: dict[int, int] | None = None
+) -> dict[int, int]:
+    """Produce ``records`` (and ``garbage`` undecodable ones); returns the end offset per partition.
+
+    The end offsets come from the delivery reports and accumulate in ``ends`` when it is given:
+    Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1 (too low for
+    multi-record batches; docs/trainer.md has the plain-client reproduction), while the acks are exact.
+    """
+    ends = {} if ends is None else ends
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
+
+    with EventProducer(settings, "test-engine") as producer:
+        for record in records:
+            producer.send(EXPERIENCES, record["signal_id"], record, on_delivery=delivered)
+        for i in range(garbage):
+            producer.send_raw(EXPERIENCES, f"bad-{i}", b"not avro at all", on_delivery=delivered)
+    return ends

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from streams.features import SIZER_SPEC
+from tests.kit.trainers.policies import trained_like_policy
 from trainers.rl.policy import (
     OBS_CLIP,
     PolicyNet,
@@ -18,16 +19,9 @@ from trainers.sizer.export import DeterministicSizer
 N = SIZER_SPEC.size
 
 
-def _trained_like(seed: int = 0) -> PolicyNet:
-    torch.manual_seed(seed)
-    policy = PolicyNet(N, [32, 32])
-    torch.nn.init.normal_(policy.mean.weight, std=0.8)
-    return policy.eval()
-
-
 def test_renormalised_weights_compute_the_same_function_on_new_statistics() -> None:
     rng = np.random.default_rng(3)
-    policy = _trained_like()
+    policy = trained_like_policy(N)
     state = {f"_pi.{k}": v.numpy() for k, v in policy.state_dict().items()}
     x = rng.normal(size=(500, N)) * 2 + 1
     old_mean, old_std = rng.normal(size=N), rng.uniform(0.5, 2, size=N)

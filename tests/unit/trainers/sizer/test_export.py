@@ -8,21 +8,13 @@ import pytest
 import torch
 
 from streams.features import SIZER_SPEC
+from tests.kit.trainers.policies import trained_like_policy
 from trainers.errors import ExportError
 from trainers.rl.onnx_export import INPUT_NAME, OUTPUT_NAME
-from trainers.rl.policy import (
-    PolicyNet,
-)
+from trainers.rl.policy import PolicyNet
 from trainers.sizer.export import DeterministicSizer, OnnxSizer, check_parity, export_onnx
 
 N = SIZER_SPEC.size
-
-
-def _trained_like(seed: int = 0) -> PolicyNet:
-    torch.manual_seed(seed)
-    policy = PolicyNet(N, [32, 32])
-    torch.nn.init.normal_(policy.mean.weight, std=0.8)
-    return policy.eval()
 
 
 def test_untrained_policy_is_the_fixed_size_baseline() -> None:
@@ -33,7 +25,7 @@ def test_untrained_policy_is_the_fixed_size_baseline() -> None:
 
 
 def test_onnx_contract_names_shapes_and_opset() -> None:
-    model = onnx.load_from_string(export_onnx(_trained_like(), N))
+    model = onnx.load_from_string(export_onnx(trained_like_policy(N), N))
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
     assert [i.name for i in model.graph.input] == [INPUT_NAME] == ["obs"]
     assert [o.name for o in model.graph.output] == [OUTPUT_NAME] == ["action"]
@@ -43,7 +35,7 @@ def test_onnx_contract_names_shapes_and_opset() -> None:
 
 
 def test_onnx_matches_torch_within_tolerance_and_stays_in_bounds() -> None:
-    policy = _trained_like()
+    policy = trained_like_policy(N)
     onnx_bytes = export_onnx(policy, N)
     obs = (np.random.default_rng(1).normal(size=(2000, N)) * 4).astype(np.float32)
     assert check_parity(onnx_bytes, policy, obs, atol=1e-5) <= 1e-5
@@ -54,4 +46,4 @@ def test_onnx_matches_torch_within_tolerance_and_stays_in_bounds() -> None:
 def test_parity_check_fails_on_a_different_network() -> None:
     obs = np.random.default_rng(2).normal(size=(100, N)).astype(np.float32)
     with pytest.raises(ExportError, match="differ"):
-        check_parity(export_onnx(_trained_like(0), N), _trained_like(1), obs, atol=1e-5)
+        check_parity(export_onnx(trained_like_policy(N, 0), N), trained_like_policy(N, 1), obs, atol=1e-5)
