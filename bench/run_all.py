@@ -143,12 +143,13 @@ def main() -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Run with `python bench/run_all.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-        f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-        f"Python {platform.python_version()}.",
+        f"Written by `python bench/run_all.py{' --reuse' if args.reuse else ''}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {platform.processor() or platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}; each row gives the time "
+        "its benchmark ran.",
         "",
-        "| benchmark | figure | measured | target | met |",
-        "| --- | --- | --- | --- | --- |",
+        "| benchmark | figure | measured | target | met | run |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for bench in BENCHES:
         if wanted and bench.name not in wanted:
@@ -165,11 +166,12 @@ def main() -> None:
         print(f"  {status} in {elapsed:.0f}s", flush=True)
         for target in bench.targets:
             value = _value(result, target.key) if result else None
+            ran = result.get("date", "?") if result else "-"
             if value is None:
-                lines.append(f"| {bench.name} | {target.label} | {status} | {target.text} | no |")
+                lines.append(f"| {bench.name} | {target.label} | {status} | {target.text} | no | {ran} |")
                 continue
             met = "yes" if target.check(value, target.bound) else "**no**"
-            lines.append(f"| {bench.name} | {target.label} | {_fmt(value)} | {target.text} | {met} |")
+            lines.append(f"| {bench.name} | {target.label} | {_fmt(value)} | {target.text} | {met} | {ran} |")
     lines += ["", "Raw JSON of each run is in `bench/results/` (not committed)."]
     args.markdown.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.markdown}")

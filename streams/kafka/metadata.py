@@ -30,7 +30,9 @@ def partition_ids(client: MetadataClient, topic: str, timeout: float = 10.0) -> 
     try:
         meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
-        raise BrokerError(f"no metadata for {topic}: {exc.args[0]}") from exc
+        raise BrokerError(
+            f"broker unavailable: cannot read the metadata of {topic} within {timeout:g} s ({exc.args[0]})"
+        ) from exc
     return sorted(meta.partitions) if meta is not None and meta.error is None else []
 
 

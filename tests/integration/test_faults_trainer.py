@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ from trainers.store.trainlog import TrainLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-ITERATIONS = 6
-# A tiny PPO run (this tests crash recovery, not learning) whose iterations take a second or two.
+ITERATIONS = 10
+# A tiny PPO run (this tests crash recovery, not learning) whose iterations take 0.3 s to 2 s: enough
+# of them that the kill lands mid-run on a fast idle machine too.
 TINY = {
     "ITERATIONS": str(ITERATIONS), "TRAIN_BATCH_SIZE": "512", "MINIBATCH_SIZE": "256", "NUM_EPOCHS": "2",
     "NUM_ENVS": "8", "EPISODE_LEN": "32", "MIN_NEW_EXPERIENCES": "900", "MIN_TRAIN_ROWS": "200",
@@ -88,11 +90,17 @@ def test_sigkill_mid_training_resumes_the_run_and_stores_every_experience_once(
             make_record(FIRST + i, ret=r["return_unit"], state=r["state"])
             for i, r in enumerate(bandit_records(LATE, seed=1)[0])
         ]
-        produce_experiences(settings, late + records[:REDELIVERED], ends=ends)
-        assert wait_until(lambda: (current_run(settings) or {}).get("iterations_done", 0) >= 2, 60, 0.05)
+        # Produced beside the wait, so that a producer's start-up cannot let the run finish first.
+        producing = threading.Thread(
+            target=produce_experiences, args=(settings, late + records[:REDELIVERED], 0, ends)
+        )
+        producing.start()
+        assert wait_until(lambda: (current_run(settings) or {}).get("iterations_done", 0) >= 2, 60, 0.02)
         os.killpg(first.pid, signal.SIGKILL)  # the whole session: the driver and its Ray processes
         first.wait(10)
         killed_at = time.time_ns() // 1000
+        producing.join(30)
+        assert not producing.is_alive()
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
