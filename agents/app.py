@@ -77,6 +77,6 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         recovery_consistency_check=agents.recovery_consistency_check,
-        table_standby_replicas=0,  # one worker per partition set; standbys would double the reads
+        table_standby_replicas=agents.standby_replicas,
         autodiscover=False,
     )

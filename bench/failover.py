@@ -165,6 +165,9 @@ def main() -> None:
     parser.add_argument(
         "--bootstrap", default="", help="an existing Kafka; default starts the embedded broker"
     )
+    parser.add_argument(
+        "--standby-replicas", type=int, default=0, help="agents.standby_replicas of both workers"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -174,7 +177,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix=f"tradeloop-failover-{run}-"))
     settings = Settings(
         kafka_bootstrap=bootstrap, topic_prefix=f"fo{run}.", partitions=args.partitions,
-        data_dir=workdir / "data", agents=AgentSettings(app_id=f"failover-{run}"),
+        data_dir=workdir / "data", agents=AgentSettings(app_id=f"failover-{run}", standby_replicas=args.standby_replicas),
     )  # fmt: skip
     workers: list[Worker] = []
     simulator = None
@@ -254,6 +257,7 @@ def main() -> None:
         "restore_keys_per_s_at_takeover": round(takeover_rate),
         "takeover_to_start_rate_ratio": round(takeover_rate / startup_rate, 3) if startup_rate else None,
         "session_timeout_ms": settings.session_timeout_ms,
+        "standby_replicas": args.standby_replicas,
     }
     rows = [
         ("join entries in the changelog (prefilled)", f"{args.keys:,}", ""),

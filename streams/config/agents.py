@@ -24,7 +24,8 @@ class AgentSettings(Section):
     )
     store: Literal["memory", "rocksdb"] = "memory"
     event_loop: Literal["asyncio", "uvloop"] = Field(
-        default="uvloop", description="the worker's asyncio event loop (bench/stream_throughput.py compares them)"
+        default="uvloop",
+        description="the worker's asyncio event loop (bench/stream_throughput.py compares them)",
     )
     web_enabled: bool = False
     web_port: int = 6066
@@ -50,6 +51,13 @@ class AgentSettings(Section):
         "it on against Kafka with the rocksdb store",
     )
     commit_interval_seconds: float = Field(default=1.0, gt=0, description="Faust offset commit interval")
+    standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Faust table standby replicas: other workers keep a warm copy of each partition's "
+        "tables by reading its changelog continuously (bench/failover.py --standby-replicas measures "
+        "what a takeover gains; docs/agents.md)",
+    )
     tick_seconds: float = Field(default=0.5, gt=0, description="timer period: idle expiry, lag, periods")
     heartbeat_seconds: float = Field(default=2.0, gt=0)
 

@@ -68,3 +68,42 @@ def test_package_respects_the_layering(package: str) -> None:
         if (bad := violations(package, path.read_text(encoding="utf-8")))
     }
     assert found == {}, f"{package}/ imports packages it must not: {found}"
+
+
+def sibling_commands(source: str, names: set[str]) -> set[str]:
+    """The modules of ``tradeloop.commands`` (among ``names``) that a command module's ``source`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if (node.level == 1 and not module) or (node.level == 0 and module == "tradeloop.commands"):
+                found.update(alias.name for alias in node.names if alias.name in names)
+            elif node.level == 1:
+                found.add(module.split(".")[0])
+            elif module.startswith("tradeloop.commands."):
+                found.add(module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("tradeloop.commands."))
+    return found & names
+
+
+def test_the_command_check_catches_synthetic_imports() -> None:
+    names = {"up", "status", "train"}
+    source = "from tradeloop.commands.status import x\nfrom . import train\nfrom .up import y\nimport tradeloop.ops.up\n"
+    assert sibling_commands(source, names) == {"status", "train", "up"}
+    assert (
+        sibling_commands("from tradeloop.ops import status\nfrom tradeloop.ui import panel\n", names) == set()
+    )
+
+
+def test_command_modules_do_not_import_each_other() -> None:
+    """Shared behaviour of the CLI lives in ``tradeloop/ops`` and ``tradeloop/ui``, not in a sibling command."""
+    modules = sorted(p for p in (ROOT / "tradeloop" / "commands").glob("*.py") if p.stem != "__init__")
+    names = {path.stem for path in modules}
+    assert names, "no command modules found"
+    found = {
+        path.name: sorted(bad)
+        for path in modules
+        if (bad := sibling_commands(path.read_text(encoding="utf-8"), names) - {path.stem})
+    }
+    assert found == {}, f"command modules import each other (the registry in __init__.py may): {found}"
