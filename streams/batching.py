@@ -6,6 +6,8 @@ partitioner gives the event's key, :mod:`streams.kafka.partitioning`) and produc
 event is checked against its schema when it is added, so a bad event fails in the caller's
 :meth:`~EventBatcher.add`, never later inside a batch. Delivery is tracked per event: a batch that
 fails delivery counts all its events as failed, and :meth:`EventBatcher.flush` raises for them.
+Batches leave in the order they were closed, whichever thread closed them (the caller's for a full
+batch, the linger thread's for an old one), so a partition's events keep the order they were added.
 
 Example:
     >>> check = RecordCheck("trades")
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +119,11 @@ class EventBatcher:
         self._checks: dict[str, RecordCheck] = {}
         self._open: dict[tuple[str, int], _Open] = {}
         self._lock = threading.Lock()
+        # Closed batches wait here in the order they were closed and leave in that order: the caller
+        # (a full batch) and the linger thread (an old one) both close batches, and a batch encoded
+        # by one must not be overtaken by a later batch of the same partition sent by the other.
+        self._closed: deque[tuple[str, int, _Open]] = deque()
+        self._send_lock = threading.Lock()
         self._linger = settings.linger_ms / 1000.0
         self.events_sent = 0
         self.events_acked = 0
@@ -150,7 +158,7 @@ class EventBatcher:
             self.events_sent += 1
             return
         partition = self._partitioner(topic)(key)
-        full = None
+        full = False
         with self._lock:
             slot = (topic, partition)
             batch = self._open.get(slot)
@@ -158,11 +166,36 @@ class EventBatcher:
                 batch = self._open[slot] = _Open(key, time.monotonic())
             batch.rows.append(record)
             if len(batch.rows) >= self.settings.max_events:
-                full = self._open.pop(slot)
-        if full is not None:
-            self._produce(topic, partition, full)
+                self._closed.append((topic, partition, self._open.pop(slot)))
+                full = True
+        if full:
+            self._send_closed(raise_errors=True)
         else:
             self._ensure_thread()
+
+    def _send_closed(self, raise_errors: bool = False) -> int:
+        """Produce the closed batches in the order they were closed; returns how many this call sent.
+
+        A batch that cannot be produced counts its events as failed (the next :meth:`flush` raises);
+        with ``raise_errors`` the error also reaches the caller, after the other batches were sent.
+        """
+        sent, error = 0, None
+        with self._send_lock:
+            while True:
+                with self._lock:
+                    if not self._closed:
+                        break
+                    topic, partition, batch = self._closed.popleft()
+                try:
+                    self._produce(topic, partition, batch)
+                    sent += 1
+                except Exception as exc:  # counted, so the caller's next flush() raises for these events
+                    self.events_failed += len(batch.rows)
+                    log.exception("cannot produce a batch of %d %s events", len(batch.rows), topic)
+                    error = error or exc
+        if raise_errors and error is not None:
+            raise error
+        return sent
 
     def _produce(self, topic: str, partition: int, batch: _Open) -> None:
         value = self.producer.codec.encode_batch(topic, to_columns(topic, batch.rows))
@@ -185,18 +218,17 @@ class EventBatcher:
         now = time.monotonic() if now is None else now
         with self._lock:
             due = [slot for slot, b in self._open.items() if now - b.since >= self._linger]
-            taken = [(slot, self._open.pop(slot)) for slot in due]
-        for (topic, partition), batch in taken:
-            try:
-                self._produce(topic, partition, batch)
-            except Exception:  # counted, so the caller's next flush() raises for these events
-                self.events_failed += len(batch.rows)
-                log.exception("cannot produce a batch of %d %s events", len(batch.rows), topic)
-        return len(taken)
+            self._closed.extend(
+                (topic, partition, self._open.pop((topic, partition))) for topic, partition in due
+            )
+        self._send_closed()
+        return len(due)
 
     def pending_events(self) -> int:
         with self._lock:
-            return sum(len(b.rows) for b in self._open.values())
+            return sum(len(b.rows) for b in self._open.values()) + sum(
+                len(b.rows) for _, _, b in self._closed
+            )
 
     def flush(self, timeout: float = 30.0) -> None:
         """Produce every open batch and wait until every event is acknowledged.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -69,7 +70,9 @@ def test_sdk_places_keys_where_kafkas_default_partitioner_does(topics: Settings)
     messages = read_all(topics, "trades", len(symbols))
     assert len(messages) == len(symbols)
     placed = {m.key(): m.partition() for m in messages}
-    assert placed == {s.encode(): spec_reference.kafka_partition(s.encode(), topics.partitions) for s in symbols}
+    assert placed == {
+        s.encode(): spec_reference.kafka_partition(s.encode(), topics.partitions) for s in symbols
+    }
     assert len(set(placed.values())) == topics.partitions  # a constant partitioner would not pass
 
 
@@ -92,6 +95,38 @@ def test_sdk_batches_events_per_partition_in_order(topics: Settings) -> None:
     for symbol in symbols:  # and each symbol's events keep the order they were made in
         ts = [e["ts"] for _, e in events if e["symbol"] == symbol]
         assert ts == sorted(ts) and len(ts) == 100
+
+
+def test_batches_of_one_partition_leave_in_order_when_the_linger_thread_races_a_full_batch(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The linger thread sends the partial batch of each pause; its encoding is slowed so that the
+    # caller fills and closes the partition's next batch meanwhile. That batch must not leave first
+    # (one that did once turned outcomes into late ones and their experiences into corrections).
+    settings = topics.model_copy(update={"batching": BatchingSettings(linger_ms=1, max_events=50)})
+    n = 5_000
+    with EngineClient(settings, client_id="engine-race") as engine:
+        codec = engine._producer.codec
+        encode = codec.encode_batch
+
+        def slow_on_the_linger_thread(topic: str, columns: dict) -> bytes:
+            if threading.current_thread().name == "sdk-batcher":
+                time.sleep(0.004)  # releases the interpreter to the caller
+            return encode(topic, columns)
+
+        monkeypatch.setattr(codec, "encode_batch", slow_on_the_linger_thread)
+        for i in range(n):
+            engine.trade("ONE", price=100.0, size=1.0, side="BUY", ts=1_000_000 + i)
+            if i % 137 == 136:
+                time.sleep(0.003)  # a pause between bursts: the open batch lingers out
+        batcher = engine._batcher
+    records = batcher.records_sent  # after close(): the last open batches are sent too
+    events = events_of(topics, "trades", read_all(topics, "trades", records, timeout=30))
+    ts = [e["ts"] for _, e in events]
+    assert len(ts) == n
+    assert records > n / 50, "some batches left on the linger thread before they were full"
+    overtaken = sum(1 for a, b in pairwise(ts) if b < a)
+    assert overtaken == 0, f"{overtaken} places where a later batch overtook an earlier one"
 
 
 def test_sdk_sends_a_lone_event_after_the_linger_without_a_flush(topics: Settings) -> None:
