@@ -33,7 +33,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streams.errors import SchemaDecodeError
+from streams.errors import BatchShapeError, SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.serving.canary import Canary
@@ -182,15 +182,21 @@ class ServingCore:
     def _data(
         self, consumer: EventConsumer, message: Message, other: Callable[[str, dict[str, Any]], None] | None
     ) -> None:
+        topic = consumer.logical(message.topic() or "")
         try:
-            record = consumer.decode(message)
+            records = consumer.events(message)  # engines batch outcomes (and may batch anything)
+        except BatchShapeError as exc:
+            error = SchemaDecodeError(topic, exc.reason, exc.detail, message.value() or b"")
+            if self.dead_letters is not None:
+                self.dead_letters.send(message, error)
+            return
         except SchemaDecodeError as exc:
             if self.dead_letters is not None:
                 self.dead_letters.send(message, exc)
             return
-        topic = consumer.logical(message.topic() or "")
-        if not self.observe(topic, record) and other is not None:
-            other(topic, record)
+        for record in records:
+            if not self.observe(topic, record) and other is not None:
+                other(topic, record)
 
     def observe(self, topic: str, record: dict[str, Any]) -> bool:
         """Take in a feature snapshot or an outcome; False for a record of another topic."""

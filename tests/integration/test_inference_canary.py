@@ -34,7 +34,7 @@ def test_an_underperforming_canary_is_rolled_back_without_an_operator(topics: Se
     publish(topics, sizer_update("v1", key, constant=1.0))
     with (
         running_worker(topics, **CANARY) as worker,
-        Engine(topics) as engine,
+        Engine(topics, batched_outcomes=False) as engine,  # outcomes one per record, keyed by signal id
         RolloutWatcher(topics) as watcher,
     ):
         # v2 doubles every size, and the market is losing: each trade it sizes loses more than v1 would.

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from agents.inference.worker import InferenceWorker
+from streams.batching import EventBatcher
 from streams.clock import new_event_id, now_us
 from streams.features import ENGINE_FEATURES
 from streams.kafka.consumer import EventConsumer
@@ -70,10 +71,19 @@ def request_record(
 class Engine:
     """Produces sizing requests and collects every decision for its client id (duplicates kept)."""
 
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client_id: str | None = None, batched_outcomes: bool = True
+    ) -> None:
         self.settings = settings
         self.client_id = client_id or f"engine-{new_event_id()[:6]}"
         self.producer = EventProducer(settings, self.client_id, config={"linger.ms": 0})
+        # Outcomes as the SDK sends them (batch records keyed by symbol), or as 0.1 engines did
+        # (one record per outcome keyed by signal id).
+        self.outcomes = (
+            EventBatcher(self.producer, settings.batching, self.producer.partitions)
+            if batched_outcomes
+            else None
+        )
         self.consumer = EventConsumer(
             settings, f"{self.client_id}-decisions", self.client_id, config={"fetch.wait.max.ms": 5}
         )
@@ -113,7 +123,10 @@ class Engine:
             "size_multiplier": multiplier, "return_unit": return_unit, "pnl": return_unit * 1000 * multiplier,
             "fees": 0.0, "exit_reason": "TIME", "side": "BUY",
         }  # fmt: skip
-        self.producer.send(OUTCOMES, signal_id, record)
+        if self.outcomes is not None:
+            self.outcomes.add(OUTCOMES, symbol, record)
+        else:
+            self.producer.send(OUTCOMES, signal_id, record)
         self.producer.poll(0)
 
     def decision(self, signal_id: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -131,6 +144,8 @@ class Engine:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2.0)
+        if self.outcomes is not None:
+            self.outcomes.close(10.0)
         self.producer.flush(10.0)
         self.consumer.close()
 
