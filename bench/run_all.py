@@ -165,6 +165,8 @@ def main() -> None:
                 status = f"ok (run {result.get('date', '?')})"
         else:
             result, status, elapsed = run(bench, args.results_dir)
+        if result is not None and "date" not in result:  # a benchmark that does not stamp its JSON
+            result["date"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(existing.stat().st_mtime))
         print(f"  {status} in {elapsed:.0f}s", flush=True)
         for target in bench.targets:
             value = _value(result, target.key) if result else None
