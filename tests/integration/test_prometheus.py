@@ -26,7 +26,7 @@ import yaml
 
 from streams.kafka.broker import free_port
 from streams.settings import Settings
-from tradeloop.ops.status import CHECKS
+from tradeloop.ops.status_model import CHECKS
 from tradeloop.ops.supervisor import settings_env
 
 pytestmark = pytest.mark.integration

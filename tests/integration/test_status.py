@@ -24,7 +24,7 @@ from tests.kit.bus import wait_for_beats
 from tests.kit.cli_apps import status_app
 from tradeloop.commands import status as status_command
 from tradeloop.ops.health import HealthMonitor, run_health_monitor
-from tradeloop.ops.status import CONSUMERS
+from tradeloop.ops.status_model import CONSUMERS
 
 pytestmark = pytest.mark.integration
 

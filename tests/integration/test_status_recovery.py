@@ -20,7 +20,7 @@ from tests.kit.bus import wait_for_beats
 from tradeloop.commands import health as health_command
 from tradeloop.ops.actions import default_actions, restart_child
 from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, HealthMonitor
-from tradeloop.ops.status import MODEL_INTEGRITY, Problem
+from tradeloop.ops.status_model import MODEL_INTEGRITY, Problem
 from tradeloop.ops.supervisor import Supervisor
 from trainers.errors import RegistryError
 from trainers.registry import ModelRegistry, promote

@@ -16,8 +16,9 @@ from rich.console import Console
 
 from streams.errors import BrokerError
 from streams.settings import Settings
-from tradeloop.ops.status import Status, broker_document, evaluate, unreachable_document
+from tradeloop.ops.status import evaluate, unreachable_document
 from tradeloop.ops.status_collect import BusReader, health_settings, settings_warnings
+from tradeloop.ops.status_model import Status, broker_document
 from tradeloop.ui.status_view import render
 
 __all__ = ["register", "take_status"]

@@ -17,8 +17,7 @@ from streams.datadir import DataDir
 from streams.errors import TradeloopError
 from streams.settings import Settings
 from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, RETRY_TRAINING, Action
-from tradeloop.ops.status import Problem
-from tradeloop.ops.status_model import MODEL_NAMES
+from tradeloop.ops.status_model import MODEL_NAMES, Problem
 from tradeloop.ops.supervisor import Supervisor
 
 __all__ = ["clean_disk", "default_actions", "restart_child", "restore_model"]

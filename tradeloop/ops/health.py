@@ -32,9 +32,20 @@ from streams.errors import BrokerError
 from streams.heartbeat import Heartbeater, component_id
 from streams.settings import Settings
 from tradeloop.ops import health_metrics as metrics
-from tradeloop.ops.status import CONSUMERS, DISK_SPACE, MODEL_INTEGRITY, TRAINING, Problem, Status, evaluate
+from tradeloop.ops.status import evaluate
 from tradeloop.ops.status_collect import BusReader, health_settings
-from tradeloop.ops.status_model import HEALTH_COMPONENT, STALLED_INFO, Observation, OffsetSample
+from tradeloop.ops.status_model import (
+    CONSUMERS,
+    DISK_SPACE,
+    HEALTH_COMPONENT,
+    MODEL_INTEGRITY,
+    STALLED_INFO,
+    TRAINING,
+    Observation,
+    OffsetSample,
+    Problem,
+    Status,
+)
 
 __all__ = [
     "CLEAN_DISK",

@@ -23,7 +23,6 @@ from typing import Any
 
 from streams.config.health import HealthSettings
 from tradeloop.ops.status_model import (
-    CHECKS,
     COMPONENTS,
     CONSUMERS,
     DATA_FRESHNESS,
@@ -50,14 +49,10 @@ from tradeloop.ops.status_model import (
     Beat,
     Check,
     ComponentState,
-    ConsumerGroup,
-    DeadLetterCounts,
-    GroupOffsets,
     GroupState,
     Observation,
     OffsetSample,
     Problem,
-    PublishedModel,
     Serving,
     Status,
     TrainingState,
@@ -65,34 +60,7 @@ from tradeloop.ops.status_model import (
     format_age,
 )
 
-__all__ = [
-    "CHECKS",
-    "COMPONENTS",
-    "CONSUMERS",
-    "DATA_FRESHNESS",
-    "DISK_SPACE",
-    "MODEL_FRESHNESS",
-    "MODEL_INTEGRITY",
-    "TRAINING",
-    "Beat",
-    "Check",
-    "ComponentState",
-    "ConsumerGroup",
-    "DeadLetterCounts",
-    "GroupOffsets",
-    "GroupState",
-    "Observation",
-    "OffsetSample",
-    "Problem",
-    "PublishedModel",
-    "Serving",
-    "Status",
-    "TrainingState",
-    "broker_document",
-    "evaluate",
-    "format_age",
-    "unreachable_document",
-]
+__all__ = ["evaluate", "unreachable_document"]
 
 
 # --- the rules --------------------------------------------------------------------------------

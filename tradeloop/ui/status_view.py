@@ -3,7 +3,8 @@
 Example:
     >>> import io
     >>> from rich.console import Console
-    >>> from tradeloop.ops.status import Observation, evaluate
+    >>> from tradeloop.ops.status import evaluate
+    >>> from tradeloop.ops.status_model import Observation
     >>> from streams.config.health import HealthSettings
     >>> console = Console(width=120, file=io.StringIO(), record=True)
     >>> console.print(render(evaluate(Observation(now=100.0), HealthSettings()), "127.0.0.1:19092"))
@@ -20,7 +21,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tradeloop.ops.status import Status, format_age
+from tradeloop.ops.status_model import Status, format_age
 from tradeloop.ui.humanize import gauge, gauge_label
 
 __all__ = ["render"]

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from streams.config.health import HealthSettings
 from streams.settings import Settings
 from tradeloop.ops.health import CLEAN_DISK, RESTORE_MODEL, RETRY_TRAINING, HealthMonitor
-from tradeloop.ops.status import (
+from tradeloop.ops.status_model import (
     Beat,
     ConsumerGroup,
     GroupOffsets,

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from streams.config.health import HealthSettings
-from tradeloop.ops.status import (
+from tradeloop.ops.status import evaluate
+from tradeloop.ops.status_model import (
     COMPONENTS,
     CONSUMERS,
     DATA_FRESHNESS,
@@ -21,7 +22,6 @@ from tradeloop.ops.status import (
     Observation,
     OffsetSample,
     PublishedModel,
-    evaluate,
 )
 
 NOW = 1_800_000_000.0

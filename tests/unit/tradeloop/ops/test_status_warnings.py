@@ -9,8 +9,9 @@ from rich.console import Console
 
 from streams.config.health import HealthSettings
 from streams.settings import Settings
-from tradeloop.ops.status import Beat, Observation, evaluate
+from tradeloop.ops.status import evaluate
 from tradeloop.ops.status_collect import DEV_SIGNING_KEY_WARNING, settings_warnings
+from tradeloop.ops.status_model import Beat, Observation
 from tradeloop.ui.status_view import render
 
 NOW = 1_800_000_000.0
