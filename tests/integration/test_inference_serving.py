@@ -7,12 +7,13 @@ import time
 import pytest
 
 from agents.inference.rollout import serving_versions
+from streams.avro.batches import to_columns
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.serving.control import FORCE_FALLBACK, FREEZE_UPDATES, RELEASE_FALLBACK, UNFREEZE_UPDATES
 from streams.serving.metrics import DEAD_LETTERS, REJECTIONS, SHADOW_DECISIONS
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER, MODEL_UPDATES
+from streams.topics import DEAD_LETTER, MODEL_UPDATES, OUTCOMES
 from tests.kit.inference.harness import Engine, publish, running_worker, send_control, wait_until
 from tests.kit.inference.model_factory import make_manifest, mlp_onnx, sizer_update, update_record
 
@@ -151,3 +152,27 @@ def test_shadow_scores_live_requests_but_never_answers(topics: Settings) -> None
 
         total = SHADOW_DISAGREEMENT.labels(worker=worker.worker_id, model="sizer")._sum.get()
         assert total == pytest.approx(20 * 0.5, rel=1e-4)
+
+
+def test_a_ragged_outcome_batch_is_one_dead_letter_and_the_good_batch_after_it_is_not(topics: Settings) -> None:
+    outcome = {
+        "event_id": "o-1", "ts": 1, "signal_id": "s-1", "symbol": "SYM", "strategy": "momentum_fast",
+        "entry_price": 100.0, "exit_price": 101.0, "size_multiplier": 1.0, "return_unit": 0.01, "pnl": 10.0,
+        "fees": 0.0, "exit_reason": "TIME", "side": "BUY",
+    }  # fmt: skip
+    with running_worker(topics, canary_share=0.0) as worker, EventProducer(topics, "test") as producer:
+        ragged = to_columns(OUTCOMES, [outcome, {**outcome, "event_id": "o-2", "signal_id": "s-2"}])
+        ragged["pnl"] = ragged["pnl"][:1]  # one column shorter than the others
+        producer.send_raw(OUTCOMES, "SYM", producer.codec.encode_batch(OUTCOMES, ragged))
+        producer.send_raw(
+            OUTCOMES, "SYM", producer.codec.encode_batch(OUTCOMES, to_columns(OUTCOMES, [outcome]))
+        )
+        producer.flush(10)
+        assert wait_until(
+            lambda: DEAD_LETTERS.labels(worker=worker.worker_id, reason="ragged_batch")._value.get() == 1,
+            10.0,
+        )
+    with EventConsumer(topics, "dlq-reader") as consumer:
+        consumer.assign_all([DEAD_LETTER])
+        dead = [consumer.decode(m) for m in consumer.poll_batch(10, 2.0)]
+    assert [d["reason"] for d in dead] == ["ragged_batch"] and dead[0]["topic"] == topics.topic(OUTCOMES)
