@@ -42,6 +42,7 @@ __all__ = [
     "StopDeadline",
     "deadline_event_loop",
     "die_with_parent",
+    "ignore_stop_signals",
     "kill_group_leftovers",
     "on_stop_signals",
     "watch_parent",
@@ -171,6 +172,18 @@ def on_stop_signals(callback: Callable[[], None], deadline: StopDeadline | None 
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGTERM, SIGINT and SIGHUP from now on: for a process whose work is done and that exits.
+
+    CPython resets every signal with a Python handler to the default action while the interpreter
+    finalises, so a supervisor's second SIGTERM arriving then would end a clean stop with -15 instead
+    of its exit code; an ignored signal stays ignored. Main thread only; elsewhere it does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def deadline_event_loop(

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from streams.errors import TradeloopError
-from streams.lifetime import watch_parent
+from streams.lifetime import ignore_stop_signals, watch_parent
 from streams.settings import Settings
 from tradeloop.commands import COMMAND_MODULES
 
@@ -97,3 +97,5 @@ def main() -> None:
     except TradeloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(1) from None
+    finally:
+        ignore_stop_signals()  # the command is over: a late stop signal must not replace its exit code
