@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -55,9 +54,8 @@ def trainer(
     stop = threading.Event()
     deadline = StopDeadline(settings.stop_grace_seconds)
     on_stop_signals(stop.set, deadline)
-    # Ray's C++ core would turn a SIGTERM that arrives while it starts into a stack trace and an
-    # abort (exit -6 under `tradeloop up`); its Python handler raises SystemExit, caught below.
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    # Ray's C++ failure-signal handler stays off (trainers.rl sets that before ray is imported);
+    # its Python handler of a stop signal during ray.init raises SystemExit, caught below.
     try:
         try:
             ensure_ray(settings.trainer)

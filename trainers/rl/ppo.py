@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from streams.config.trainer import TrainerSettings
+from streams.lifetime import STOP_SIGNALS
 from trainers.allocator.env import AllocatorEnv
 from trainers.errors import TrainingError
 from trainers.rl.module import PolicyTorchModule
@@ -76,9 +79,23 @@ def ensure_ray(cfg: TrainerSettings) -> None:
 
 
 def shutdown_ray() -> None:
-    """Stop this process's Ray instance (or its connection to a cluster), if one is running."""
-    if ray.is_initialized():
+    """Stop this process's Ray instance (or its connection to a cluster), if one is running.
+
+    The process's stop-signal handlers outlive it: when Ray's C++ failure-signal handler is on
+    (``RAY_DISABLE_FAILURE_SIGNAL_HANDLER=0``, or ray imported before :mod:`trainers.rl`), the
+    shutdown sets SIGTERM back to the default action beneath Python's handler, and a second stop
+    signal would kill the process instead of reaching it. They are installed again afterwards.
+    """
+    if not ray.is_initialized():
+        return
+    main = threading.current_thread() is threading.main_thread()
+    kept = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
+    try:
         ray.shutdown()
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 @dataclass(frozen=True, slots=True)
