@@ -42,9 +42,11 @@ __all__ = [
     "StopDeadline",
     "deadline_event_loop",
     "die_with_parent",
-    "ignore_stop_signals",
+    "dump_stacks_on",
+    "exit_within",
     "kill_group_leftovers",
     "on_stop_signals",
+    "outside_handler",
     "watch_parent",
 ]
 
@@ -70,6 +72,16 @@ def die_with_parent() -> None:
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def dump_stacks_on(signum: int = signal.SIGUSR1) -> None:
+    """Write every thread's stack to stderr (the process's log) when ``signum`` arrives.
+
+    ``faulthandler`` does it from its C signal handler, so it works when no Python code can run:
+    a main thread stuck in a C call, a thread that holds the GIL, a deadlock. ``kill -USR1 <pid>``
+    on a process that does not stop shows where it is.
+    """
+    faulthandler.register(signum, file=sys.stderr, all_threads=True)
 
 
 def watch_parent(parent_pid: int, interval: float = 0.5) -> threading.Thread:
@@ -162,28 +174,47 @@ class StopDeadline:
         self.armed = False
 
 
+def outside_handler(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on a thread of its own: what a signal handler does that may take a lock.
+
+    Python runs a signal handler in the main thread between two bytecodes, possibly while that
+    thread holds the lock of the very ``threading.Event`` the handler would set (for a moment
+    inside every ``stop.wait(...)``): setting it there deadlocks the thread on itself.
+    """
+    threading.Thread(target=callback, name="stop-signal", daemon=True).start()
+
+
 def on_stop_signals(callback: Callable[[], None], deadline: StopDeadline | None = None) -> None:
-    """Call ``callback`` on SIGTERM, SIGINT and SIGHUP, and arm ``deadline`` (main thread only)."""
+    """Call ``callback`` on SIGTERM, SIGINT and SIGHUP, and arm ``deadline`` (main thread only).
+
+    The callback runs through :func:`outside_handler`.
+    """
 
     def handler(signum: int, _frame: object) -> None:
         if deadline is not None:
             deadline.arm(signum)
-        callback()
+        outside_handler(callback)
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
 
 
-def ignore_stop_signals() -> None:
-    """Ignore SIGTERM, SIGINT and SIGHUP from now on: for a process whose work is done and that exits.
+def exit_within(seconds: float) -> None:
+    """For a process whose work is done: ignore stop signals from now on, and end it (SIGALRM)
+    should its exit take longer than ``seconds``.
 
     CPython resets every signal with a Python handler to the default action while the interpreter
     finalises, so a supervisor's second SIGTERM arriving then would end a clean stop with -15 instead
-    of its exit code; an ignored signal stays ignored. Main thread only; elsewhere it does nothing.
+    of its exit code; an ignored signal stays ignored. Since a stop signal can then no longer end
+    an exit that hangs (an atexit hook, a client's destructor waiting on a broker that is gone), the
+    kernel's interval timer does: SIGALRM's default action ends the process, status -14, whatever
+    its threads hold. Main thread only; elsewhere it does nothing.
     """
     if threading.current_thread() is threading.main_thread():
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
 def deadline_event_loop(

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from streams.errors import TradeloopError
-from streams.lifetime import ignore_stop_signals, watch_parent
+from streams.lifetime import dump_stacks_on, exit_within, watch_parent
 from streams.settings import Settings
 from tradeloop.commands import COMMAND_MODULES
 
@@ -90,12 +90,22 @@ for module in COMMAND_MODULES:
     module.register(app)
 
 
+EXIT_SECONDS = 10.0
+"""How long a finished command's exit (atexit hooks, clients' destructors) may take before SIGALRM ends it."""
+
+
 def main() -> None:
-    """Console-script entry point: known errors print one line and exit 1, not a traceback."""
+    """Console-script entry point: known errors print one line and exit 1, not a traceback.
+
+    ``kill -USR1`` dumps the stacks of every thread to stderr (in the stream worker Faust's own
+    SIGUSR1 handler does). Once the command has finished, stop signals are ignored (a late one must
+    not replace its exit code) and the exit is bounded by :data:`EXIT_SECONDS`.
+    """
+    dump_stacks_on()
     try:
         app()
     except TradeloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(1) from None
     finally:
-        ignore_stop_signals()  # the command is over: a late stop signal must not replace its exit code
+        exit_within(EXIT_SECONDS)

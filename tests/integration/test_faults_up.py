@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +75,32 @@ def tail(data_dir: Path, lines: int = 40) -> str:
     return "\n".join(out.read_text(errors="replace").splitlines()[-lines:]) if out.exists() else ""
 
 
-def wait_gone(tree: set[int], seconds: float) -> float:
+def wait_gone(tree: set[int], seconds: float, data_dir: Path) -> float:
     started = time.monotonic()
     while any(alive(p) for p in tree):
-        left = {p: command(p)[:100] for p in tree if alive(p)}
-        assert time.monotonic() - started < seconds, f"still running after {seconds:.0f}s: {left}"
+        if time.monotonic() - started >= seconds:
+            left = {p: command(p)[:100] for p in tree if alive(p)}
+            pytest.fail(f"still running after {seconds:.0f}s: {left}\n{stacks(left, data_dir)}")
         time.sleep(0.25)
     return time.monotonic() - started
+
+
+def stacks(pids: Iterable[int], data_dir: Path) -> str:
+    """Where the tradeloop processes among ``pids`` are stuck: SIGUSR1 makes each write its threads'
+    stacks to its log (tradeloop.cli.main), whose tail this returns."""
+    logs = {"infer": "inference", "worker": "worker", "trainer": "trainer", "simulate": "simulator"}
+    tails = []
+    for pid in pids:
+        words = command(pid).split()
+        name = logs.get(words[-1]) if "--parent-pid" in words else None
+        if name is None:
+            continue
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        path = data_dir / "logs" / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines()[-80:] if path.exists() else ["(no log)"]
+        tails.append(f"--- {name} (pid {pid}), {path}:\n" + "\n".join(text))
+    return "\n".join(tails)
 
 
 @pytest.fixture()
@@ -111,7 +130,7 @@ def test_a_stop_signal_stops_every_child_and_up_exits_0(
     up.send_signal(signum)
     assert up.wait(HANDLED_STOP_S) == 0, tail(data_dir)
     took = time.monotonic() - started
-    wait_gone(tree, 5.0)  # up waited for its children: nothing may linger after it
+    wait_gone(tree, 5.0, data_dir)  # up waited for its children: nothing may linger after it
     assert not DataDir(data_dir).up_pids.exists(), "the pid file is removed at the end"
     summary = tail(data_dir, 200)
     assert '"failures": []' in summary, summary
@@ -122,10 +141,10 @@ def test_a_stop_signal_stops_every_child_and_up_exits_0(
 def test_when_up_is_killed_its_children_notice_and_exit(
     up_run: tuple[subprocess.Popen[bytes], Path, set[int]],
 ) -> None:
-    up, _, tree = up_run
+    up, data_dir, tree = up_run
     up.kill()
     up.wait()
-    took = wait_gone(tree, ORPHANS_STOP_S)
+    took = wait_gone(tree, ORPHANS_STOP_S, data_dir)
     print(f"SIGKILL: {len(tree)} orphans gone {took:.1f}s after up died")
 
 
@@ -162,7 +181,7 @@ def test_up_fails_with_exit_1_when_a_component_gives_up_or_the_broker_dies(
         tree = descendants(up.pid)
         os.kill(pids["broker"] if victim == "broker" else pids["children"][victim], signal.SIGKILL)
         assert up.wait(HANDLED_STOP_S + 30) == 1, tail(data_dir)
-        wait_gone(tree, 10.0)
+        wait_gone(tree, 10.0, data_dir)
     finally:
         for pid in [up.pid, *tree]:
             if alive(pid):

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from streams.lifetime import STOP_SIGNALS, StopDeadline
+from streams.lifetime import STOP_SIGNALS, StopDeadline, outside_handler
 from streams.settings import Settings
 from streams.simulator.bus_sizer import BusSizer
 from streams.simulator.runner import SIM_TOPICS, run_simulation
@@ -75,7 +75,7 @@ def simulate(
         # acknowledges). A KeyboardInterrupt raised inside confluent-kafka's poll surfaces as a
         # SystemError, so Ctrl-C sets a flag instead; a second one aborts.
         deadline.arm(signum)
-        stop.set()
+        outside_handler(stop.set)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     for sig in previous:

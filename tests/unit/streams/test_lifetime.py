@@ -171,3 +171,72 @@ def test_kill_group_leftovers_kills_the_group_only_for_its_leader() -> None:
     finally:
         os.kill(child, signal.SIGKILL)
         follower.wait()
+
+
+def test_a_stop_signal_that_interrupts_a_wait_on_the_stop_event_does_not_deadlock() -> None:
+    # Python runs the handler between two bytecodes of the main thread; here that thread holds the
+    # lock of the very Event the callback sets, as it does for a moment inside `stop.wait(0.5)`.
+    script = """
+        import os, signal, threading
+        from streams.lifetime import on_stop_signals
+        stop = threading.Event()
+        on_stop_signals(stop.set)
+        with stop._cond:
+            os.kill(os.getpid(), signal.SIGTERM)
+            (lambda: None)()  # a Python call: the pending handler runs here, with the lock held
+        print("stopped", stop.wait(5.0), flush=True)
+    """
+    process = python(script)
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the stop handler deadlocked on the stop event's lock")
+    assert process.returncode == 0, err
+    assert out.strip() == "stopped True"
+
+
+def test_exit_within_ignores_stop_signals_and_ends_an_exit_that_hangs() -> None:
+    script = """
+        import atexit, time
+        from streams.lifetime import exit_within
+        atexit.register(time.sleep, 120)  # an exit that never finishes by itself
+        exit_within(1.0)
+        print("done", flush=True)
+    """
+    process = python(script)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "done"
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)  # ignored: it must neither end it nor change how it ends
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGALRM
+    assert 0.5 < time.monotonic() - started < 3.0
+
+
+@LINUX
+def test_dump_stacks_on_sigusr1_works_while_the_main_thread_is_stuck() -> None:
+    script = """
+        import threading
+        from streams.lifetime import dump_stacks_on
+        dump_stacks_on()
+
+        def stuck_forever():
+            lock = threading.Lock()
+            lock.acquire()
+            print("ready", flush=True)
+            lock.acquire()  # never returns: nothing in Python would run a handler here
+
+        stuck_forever()
+    """
+    process = python(script)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().strip() == "ready"
+    try:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        assert process.poll() is None  # a dump, not an exit
+    finally:
+        process.kill()
+    _, err = process.communicate(timeout=10)
+    assert "most recent call first" in err and "stuck_forever" in err, err
