@@ -11,9 +11,13 @@ Two guarantees every tradeloop process relies on:
 * **Bounded stops.** :class:`StopDeadline` is armed by the first stop signal: if the process has not
   exited ``seconds`` later (a flush to an unreachable broker, a client's close, a Faust service
   waiting on a request), it dumps every thread's stack to stderr, which lands in its log, kills
-  what it left in its process group and exits with status 1. :func:`on_stop_signals` arms it for components that handle signals with
-  ``signal.signal``; :func:`deadline_event_loop` does it for asyncio applications (Faust) that
-  install their own handlers on the loop.
+  what it left in its process group and exits with status 1. :func:`on_stop_signals` arms it for
+  components that handle signals with ``signal.signal``; :func:`deadline_event_loop` does it for
+  asyncio applications (Faust) that install their own handlers on the loop. Once a command has
+  finished, :func:`exit_within` ignores further stop signals and bounds the exit itself.
+
+Where a process is stuck shows without stopping it: :func:`dump_stacks_on` (SIGUSR1 in every
+``tradeloop`` process) writes every thread's stack to its log.
 
 Example:
     >>> deadline = StopDeadline(8.0)
