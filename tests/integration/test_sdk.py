@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from itertools import pairwise
@@ -236,9 +237,13 @@ def test_engine_flush_reports_batched_events_a_dead_broker_never_took(tmp_path) 
 
     dead = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", metrics_enabled=False)
     engine = EngineClient(dead, client_id="lonely-engine", producer_config={"message.timeout.ms": 1500})
-    started = time.monotonic()
-    for i in range(10):
-        engine.trade(f"S{i}", price=1.0, size=1.0, side="BUY")
-    assert time.monotonic() - started < 6.0, "a dead broker must not block the engine for long"
-    with pytest.raises(DeliveryError, match="events"):
-        engine.flush(5.0)
+    try:
+        started = time.monotonic()
+        for i in range(10):
+            engine.trade(f"S{i}", price=1.0, size=1.0, side="BUY")
+        assert time.monotonic() - started < 6.0, "a dead broker must not block the engine for long"
+        with pytest.raises(DeliveryError, match="events"):
+            engine.flush(5.0)
+    finally:  # its client would otherwise retry the dead port for the rest of the session
+        with contextlib.suppress(DeliveryError):
+            engine.close(1.0)

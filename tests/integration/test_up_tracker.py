@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 def poll_until(tracker: UpliftTracker, done: Callable[[], bool], seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while not done():
-        assert time.monotonic() < deadline, tracker.summary()
+        assert time.monotonic() < deadline, json.dumps(tracker.summary())
         tracker.poll()
 
 
@@ -35,18 +36,22 @@ def test_learned_weights_score_the_periods_read_after_them(topics: Settings) -> 
             producer.send(ALLOCATION_PERIODS, "main", period)  # before any learned weights: not scored
             producer.send(STRATEGY_WEIGHTS, "main", fallback)
             producer.flush(10.0)
-            poll_until(tracker, lambda: tracker.weights.fallback_reason == "no_model")
+            # Both read before the learned weights go out: the two topics are read in no set order.
+            poll_until(
+                tracker, lambda: tracker.weights.fallback_reason == "no_model" and tracker.weights.periods_read == 1
+            )
             producer.send(STRATEGY_WEIGHTS, "main", learned)
             producer.flush(10.0)
             poll_until(tracker, lambda: tracker.weights.updates == 1)
             for i in range(3):
                 producer.send(ALLOCATION_PERIODS, "main", {**period, "event_id": f"a{i + 2}"})
-        poll_until(tracker, lambda: tracker.weights.periods == 3)
+        poll_until(tracker, lambda: tracker.weights.periods_read == 4)
     finally:
         tracker.close()
     summary = tracker.summary()
     # per period (0.8 - 0.5) * 0.01 + (0.2 - 0.5) * (-0.02) = 0.009
-    assert summary["weights_updates"] == 1 and summary["weights_periods_scored"] == 3
+    assert summary["weights_updates"] == 1 and summary["weights_periods_scored"] == 3, summary
+    assert summary["weights_periods_read"] == 4
     assert summary["weights_uplift_vs_equal"] == pytest.approx(0.027)
     assert summary["weights_model_version"] == "v0001-x" and summary["weights_latest"] == {"a": 0.8, "b": 0.2}
 

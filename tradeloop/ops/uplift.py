@@ -94,12 +94,13 @@ class WeightsUplift:
         >>> w.weights({"portfolio": "main", "strategies": ["a", "b"], "weights": [0.75, 0.25],
         ...            "model_version": "v1", "fallback": False, "fallback_reason": None})
         >>> w.period({"portfolio": "main", "strategies": ["a", "b"], "strategy_returns": [0.02, -0.01]})
-        >>> w.updates, w.periods, round(w.uplift, 6)
-        (1, 1, 0.0075)
+        >>> w.updates, w.periods, w.periods_read, round(w.uplift, 6)
+        (1, 1, 1, 0.0075)
     """
 
     updates: int = 0
     periods: int = 0
+    periods_read: int = 0  # scored or not: before any learned weights, a period is only read
     uplift: float = 0.0
     model_version: str | None = None
     fallback_reason: str | None = None
@@ -121,6 +122,7 @@ class WeightsUplift:
 
     def period(self, record: Mapping[str, Any]) -> None:
         """An AllocationPeriod: scored when learned weights are in force for its portfolio."""
+        self.periods_read += 1
         weights = self._in_force.get(str(record["portfolio"]))
         strategies = list(record["strategies"])
         returns = list(record["strategy_returns"])
@@ -137,6 +139,7 @@ class WeightsUplift:
             "weights_updates": self.updates,
             "weights_uplift_vs_equal": round(self.uplift, 6),
             "weights_periods_scored": self.periods,
+            "weights_periods_read": self.periods_read,
             "weights_model_version": self.model_version,
             "weights_latest": {k: round(v, 4) for k, v in self.latest.items()},
         }
