@@ -14,6 +14,9 @@ SIGTERM, SIGINT and SIGHUP), and **fails** (non-empty :attr:`UpResult.failures`,
 * the supervisor gave up on a component (it failed ``max_restarts`` times, or the simulator failed),
 * the embedded broker died, or the health monitor's thread failed.
 
+When the embedded broker died, its death is the failure named first, even when a client's error
+about it arrived before the broker could be seen dead (:data:`BROKER_DEATH_GRACE_SECONDS`).
+
 Stopping: every child gets SIGTERM at once and has ``stop_grace_seconds`` (then the supervisor
 kills it), the health monitor and the readers stop, and the broker stops last. ``<data_dir>/up.json``
 lists the pids of the run's processes while it runs.
@@ -58,6 +61,8 @@ COMPONENTS: Final = (("worker", ["worker"]), ("trainer", ["trainer"]), ("inferen
 """(name, command) of each long-running component, in start order; the simulator starts last."""
 
 _STATE_EVERY: Final = 3.0  # seconds between two reads of heartbeats and published models
+BROKER_DEATH_GRACE_SECONDS: Final = 2.0
+"""How long a failed run waits to see whether the embedded broker died (and caused the failure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,8 @@ class UpRun:
             if self.rates is not None:
                 summary["records"] = self.rates.totals
         except (TradeloopError, KafkaException) as exc:  # KafkaException: a client call the reader left bare
-            self._fail(self._broker_died() or str(exc))  # a dead broker is the cause, the error its effect
+            # A dead broker is the cause, the error its effect; the error can come first (below).
+            self._fail(self._broker_died(grace=BROKER_DEATH_GRACE_SECONDS) or str(exc))
         finally:
             summary.update(self._stop())
         summary["failures"] = list(self.failures)
@@ -200,12 +206,17 @@ class UpRun:
             if self.options.duration is not None and self.elapsed >= self.options.duration:
                 return
             self._note(event.message for event in self.supervisor.supervise())
-            for child in self.supervisor.gave_up:
-                self._fail(f"gave up on {child.name} after {child.restarts} restarts; see {child.log_path}")
-            if died := self._broker_died():
-                self._fail(died)
+            failures = [
+                f"gave up on {child.name} after {child.restarts} restarts; see {child.log_path}"
+                for child in self.supervisor.gave_up
+            ]
             if self._monitor is not None and not self._monitor.is_alive():
-                self._fail(f"the health monitor stopped: {self._monitor_error!r}")
+                failures.append(f"the health monitor stopped: {self._monitor_error!r}")
+            # A broker that died is named first: what failed with it is its effect.
+            if died := self._broker_died(grace=BROKER_DEATH_GRACE_SECONDS if failures else 0.0):
+                self._fail(died)
+            for failure in failures:
+                self._fail(failure)
             if self.failures:
                 return
             self.rates.update()
@@ -216,10 +227,20 @@ class UpRun:
             on_tick(self)
             self.stop.wait(1.0)
 
-    def _broker_died(self) -> str | None:
-        """The failure to report when the embedded broker is no longer running, else None."""
-        if self.broker is None or self.broker.running():
+    def _broker_died(self, grace: float = 0.0) -> str | None:
+        """The failure to report when the embedded broker is no longer running, else None.
+
+        ``grace``: how long a broker that still runs may take to be seen dead. A killed broker's
+        sockets close before the kernel lets its parent reap it, so a client's error about the
+        broker can arrive while the broker still looks alive for a moment.
+        """
+        if self.broker is None:
             return None
+        deadline = time.monotonic() + grace
+        while self.broker.running():
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
         return f"the embedded broker died; see {self.layout.log('broker')}"
 
     def _final_look(self) -> None:
