@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from streams.avro.batches import to_rows
 from streams.avro.codec import Codec
+from streams.errors import BatchShapeError, SchemaDecodeError
 from streams.kafka.config import consumer_config
 from streams.kafka.metadata import require_partitions
 from streams.settings import Settings
@@ -98,11 +99,18 @@ class EventConsumer:
         """The events in ``message``: one for a single-event record, all of a batch record's.
 
         Raises:
-            SchemaDecodeError: bad bytes. BatchShapeError: a batch whose arrays do not line up.
+            SchemaDecodeError: bad bytes, or a batch whose arrays do not line up (reason
+                ``ragged_batch`` or ``empty_batch``), so callers dead-letter either the same way.
         """
         topic = self.logical(message.topic() or "")
-        record, batched = self.codec.decode_any(topic, message.value() or b"")
-        return to_rows(topic, record) if batched else [record]
+        data = message.value() or b""
+        record, batched = self.codec.decode_any(topic, data)
+        if not batched:
+            return [record]
+        try:
+            return to_rows(topic, record)
+        except BatchShapeError as exc:
+            raise SchemaDecodeError(topic, exc.reason, exc.detail, data) from exc
 
     def commit(self, message: Message | None = None) -> None:
         """Synchronously commit the current position (or the offset after ``message``)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streams.errors import BatchShapeError, SchemaDecodeError
+from streams.errors import SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
 from streams.kafka.producer import EventProducer
 from streams.serving.canary import Canary
@@ -185,11 +185,6 @@ class ServingCore:
         topic = consumer.logical(message.topic() or "")
         try:
             records = consumer.events(message)  # engines batch outcomes (and may batch anything)
-        except BatchShapeError as exc:
-            error = SchemaDecodeError(topic, exc.reason, exc.detail, message.value() or b"")
-            if self.dead_letters is not None:
-                self.dead_letters.send(message, error)
-            return
         except SchemaDecodeError as exc:
             if self.dead_letters is not None:
                 self.dead_letters.send(message, exc)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.errors import BatchShapeError, SchemaDecodeError
+from streams.errors import SchemaDecodeError
 from streams.kafka.consumer import EventConsumer
 from streams.settings import Settings
 from streams.topics import ALLOCATION_PERIODS, OUTCOMES, SIGNALS, STRATEGY_WEIGHTS
@@ -162,7 +162,7 @@ class UpliftTracker:
             try:
                 for record in self._consumer.events(message):  # batch records unpacked
                     self._take(topic, record)
-            except (SchemaDecodeError, BatchShapeError):
+            except SchemaDecodeError:
                 self.unreadable += 1  # the stream worker dead-letters its inputs; here we only count
 
     def _take(self, topic: str, record: Mapping[str, Any]) -> None:
